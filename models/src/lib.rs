@@ -1,0 +1,145 @@
+//! The packaging models pkgbench compares, behind one small trait, and the package formats
+//! they use.
+//!
+//! A model turns a set of packages into a *view*: one directory tree that workloads read.
+//! Every model gets the same package trees, packs them into its own mirror format
+//! (untimed), installs them into an empty target (timed, in phases), and exposes the
+//! view. The harness digests every view and refuses timings for one that differs.
+//! The shape follows object_store: few required methods, one module per model, one
+//! conformance suite (`conformance`) that every model's tests call.
+
+pub mod catalog;
+pub mod conformance;
+pub mod formats;
+pub mod hooks;
+pub mod order;
+pub mod phases;
+
+
+pub use phases::PhaseTimes;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One package as every model receives it: its files as a directory tree on disk plus the
+/// metadata a package manager keeps beside them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PackageTree {
+    pub name: String,
+    pub version: String,
+    /// The package's files, laid out as they are installed (`ROOT/usr/bin/...`).
+    pub root: PathBuf,
+    /// Names of packages of the same set this one depends on (alternatives resolved).
+    pub depends: Vec<String>,
+    /// Names of packages that must be fully installed before this one is unpacked.
+    pub pre_depends: Vec<String>,
+    /// Maintainer scripts by name (`preinst`, `postinst`, `prerm`, `postrm`).
+    pub scripts: BTreeMap<String, PathBuf>,
+    /// dpkg trigger directives, as in a `triggers` control file ("activate-noawait ldconfig").
+    pub triggers: Vec<String>,
+}
+
+/// One packed package on a model's mirror. Serialised into the mirror's index so a
+/// mirror is packed once per corpus and format version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub package: String,
+    pub version: String,
+    /// The files of this package on the mirror, relative to the mirror directory; the
+    /// first is the archive or image itself.
+    pub files: Vec<PathBuf>,
+    /// sha256 of the first file, as a repository index would publish it.
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub depends: Vec<String>,
+    pub pre_depends: Vec<String>,
+    pub triggers: Vec<String>,
+}
+
+/// How much a model syncs to disk while installing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// No fsync at all (dpkg's `--force-unsafe-io`, Nix with fsync-metadata off).
+    None,
+    /// What the real system does by default.
+    #[default]
+    Native,
+    /// Everything the model writes is synced (Nix's fsync-store-paths).
+    Full,
+}
+
+impl Durability {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Durability::None),
+            "native" => Ok(Durability::Native),
+            "full" => Ok(Durability::Full),
+            other => anyhow::bail!("unknown durability {other:?}: use none, native or full"),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Native => "native",
+            Durability::Full => "full",
+        }
+    }
+}
+
+/// What a model needs from the machine; the harness checks it before running the model
+/// and skips the model with the reason when something is missing.
+#[derive(Debug, Clone, Default)]
+pub struct Requirements {
+    pub root: bool,
+    pub fuse: bool,
+    pub loop_devices: bool,
+    pub overlayfs: bool,
+    /// Programs the model runs, looked up in `PATH` ("ldconfig").
+    pub programs: Vec<&'static str>,
+}
+
+/// Where and how one install runs.
+#[derive(Debug, Clone)]
+pub struct RunCtx {
+    /// An empty directory the model owns for this install: its root, store, mounts.
+    pub target: PathBuf,
+    /// The mirror the artifacts were packed into.
+    pub mirror: PathBuf,
+    pub durability: Durability,
+    /// Parallel jobs where the model installs in parallel (Nix's max-substitution-jobs).
+    pub jobs: usize,
+}
+
+/// A model's view: the tree workloads read, and what the digest may see through.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub root: PathBuf,
+    /// Symlinks whose absolute target lies under one of these are the model's own
+    /// indirection and are followed (a profile pointing into a store).
+    pub internal_roots: Vec<PathBuf>,
+    /// Paths relative to `root` that hold the model's own state, not package content
+    /// (dpkg's `ld.so.cache`); neither digested nor walked.
+    pub excluded: Vec<PathBuf>,
+}
+
+/// A packaging model. See the crate doc and DESIGN.md.
+pub trait Model: Send {
+    fn name(&self) -> &'static str;
+    fn requirements(&self) -> Requirements;
+    /// Bumped whenever `pack` would write different bytes, so cached mirrors are rebuilt.
+    fn format_version(&self) -> u32;
+    /// Packs one package into the mirror (untimed).
+    fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact>;
+    /// Installs `set` into `ctx.target`, which is empty. Timed by the caller as a whole;
+    /// returns the time of each phase.
+    fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes>;
+    /// The view of the last install.
+    fn view(&self) -> View;
+    /// Empties caches the model keeps itself (a daemon's), before cold samples.
+    fn reset_caches(&mut self) -> Result<()>;
+    /// Unmounts and releases everything the install set up; the target is then removable.
+    fn teardown(&mut self) -> Result<()>;
+}

@@ -1,0 +1,1 @@
+//! Debian closure manifests (deb-manifest/1). (Being written.)
