@@ -59,11 +59,16 @@ pub fn many_file(spec: &ViewSpec, misses: &[PathBuf]) -> Result<ReadCounts> {
     for rel in misses {
         let path = spec.root.join(rel);
         match std::fs::symlink_metadata(&path) {
-            Err(e) if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(e)
+                if e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
                 counts.misses += 1
             }
             Err(e) => return Err(e).with_context(|| format!("looking up {}", path.display())),
-            Ok(_) => bail!("{}: a name of the miss list exists in the view", path.display()),
+            Ok(_) => bail!(
+                "{}: a name of the miss list exists in the view",
+                path.display()
+            ),
         }
     }
     Ok(counts)
@@ -133,7 +138,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("usr/bin")).unwrap();
         fs::write(dir.path().join("usr/bin/small"), vec![1u8; 100]).unwrap();
-        fs::write(dir.path().join("usr/big"), vec![2u8; SMALL_FILE_BYTES as usize + 1]).unwrap();
+        fs::write(
+            dir.path().join("usr/big"),
+            vec![2u8; SMALL_FILE_BYTES as usize + 1],
+        )
+        .unwrap();
         let counts = many_file(&ViewSpec::plain(dir.path()), &miss_list()).unwrap();
         assert_eq!(
             counts,

@@ -1,13 +1,33 @@
 //! Corpora: embedded replays of Debian closures, generated once and cached on disk.
-//! (Being written: see the API below.)
+//!
+//! A corpus is the set of package trees every model installs. The embedded ones replay a
+//! Debian closure from its manifest (`crate::manifest`): the same paths, modes, symlinks,
+//! sizes and maintainer scripts, with generated contents (`content`) that compress with
+//! `zstd -3` like the real files did. Generation is deterministic, so a corpus and its
+//! digest are the same on every machine; it is done once per cache directory (`cache`).
+//!
+//! Selectors: `debian-qemu` (the default), `debian-python3`, or a subset of either,
+//! `NAME:PKG1,PKG2,...`, for tests and quick runs; a subset's dependencies resolve only
+//! within the subset.
 
-use crate::view::TreeDigest;
-use anyhow::Result;
+mod cache;
+pub mod content;
+mod generate;
+mod rng;
+pub mod script;
+mod source;
+
+use crate::manifest::Manifest;
+use crate::view::{Entry, TreeDigest};
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever generation would produce different bytes; part of the cache key.
 pub const GENERATOR_VERSION: u32 = 1;
+
+/// The corpus `harness run` uses when none is named.
+pub const DEFAULT: &str = source::QEMU;
 
 /// One generated package.
 #[derive(Debug, Clone)]
@@ -24,6 +44,7 @@ pub struct CorpusPackage {
     pub scripts: BTreeMap<String, PathBuf>,
     /// Trigger directives as in the manifest ("activate-noawait ldconfig").
     pub triggers: Vec<String>,
+    /// Regular files and their bytes.
     pub files: u64,
     pub bytes: u64,
 }
@@ -40,13 +61,95 @@ pub struct Corpus {
     pub digest: TreeDigest,
 }
 
-/// The embedded corpora: (name, description).
-pub fn builtin() -> &'static [(&'static str, &'static str)] {
-    &[]
+impl Corpus {
+    /// Regular files in all packages.
+    pub fn files(&self) -> u64 {
+        self.packages.iter().map(|p| p.files).sum()
+    }
+
+    /// Bytes of regular files in all packages.
+    pub fn bytes(&self) -> u64 {
+        self.packages.iter().map(|p| p.bytes).sum()
+    }
+
+    pub fn package(&self, name: &str) -> Option<&CorpusPackage> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+
+    /// The `n` largest regular files of the union, as paths relative to the view root
+    /// ("usr/bin/qemu-system-x86_64"), largest first, ties broken by path.
+    pub fn largest_files(&self, n: usize) -> Vec<String> {
+        let mut files: Vec<(u64, &String)> = self
+            .digest
+            .entries
+            .iter()
+            .filter_map(|(path, e)| match e {
+                Entry::File { size, .. } => Some((*size, path)),
+                _ => None,
+            })
+            .collect();
+        files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        files.into_iter().take(n).map(|(_, p)| p.clone()).collect()
+    }
 }
 
-/// Opens a corpus, generating it into `cache_root` on first use.
+/// The embedded corpora: (name, description).
+pub fn builtin() -> &'static [(&'static str, &'static str)] {
+    &source::BUILTIN
+}
+
+/// The manifest an embedded corpus replays (`NAME`, or a selector `NAME:...`, whose
+/// subset is ignored here).
+pub fn manifest(name: &str) -> Result<&'static Manifest> {
+    let base = name.split_once(':').map_or(name, |(base, _)| base);
+    Ok(source::embedded(base)?.manifest()?.0)
+}
+
+/// Opens a corpus, generating it into `<cache_root>/corpora/` on first use.
+///
+/// `progress(done, total)` counts bytes of regular files generated; it is called on the
+/// calling thread after each file, and not at all when the corpus is already cached.
 pub fn open(name: &str, cache_root: &Path, progress: &dyn Fn(u64, u64)) -> Result<Corpus> {
-    let _ = (name, cache_root, progress);
-    anyhow::bail!("corpus generation is not written yet")
+    let selection = source::select(name)?;
+    let key = cache::cache_key(&selection.canonical);
+    cache::check_key(&key)?;
+    let want = cache::Metadata::new(&selection.canonical, selection.manifest_sha256);
+    // Absolute, so package roots stay valid for a model that changes directory.
+    let corpora = std::path::absolute(cache_root)
+        .with_context(|| format!("cache directory {}", cache_root.display()))?
+        .join("corpora");
+    let (dir, meta, _generated) = cache::open_or_build(&corpora, &key, &want, &mut |tmp| {
+        let (packages, digest) = generate::generate(tmp, &selection.packages, progress)?;
+        Ok(cache::Metadata {
+            packages,
+            digest,
+            ..want.clone()
+        })
+    })
+    .with_context(|| format!("corpus {name}"))?;
+    let packages = meta
+        .packages
+        .into_iter()
+        .map(|m| CorpusPackage {
+            root: dir.join(&m.root),
+            scripts: m
+                .scripts
+                .into_iter()
+                .map(|(script, rel)| (script, dir.join(rel)))
+                .collect(),
+            name: m.name,
+            version: m.version,
+            depends: m.depends,
+            pre_depends: m.pre_depends,
+            triggers: m.triggers,
+            files: m.files,
+            bytes: m.bytes,
+        })
+        .collect();
+    Ok(Corpus {
+        name: name.to_string(),
+        dir,
+        packages,
+        digest: meta.digest,
+    })
 }
