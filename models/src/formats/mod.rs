@@ -2,4 +2,5 @@
 //! `tar` is dpkg's data.tar (here compressed with zstd); `nar` and `squashfs` come with
 //! their models.
 
+pub mod beneath;
 pub mod tar;
