@@ -1,1 +1,52 @@
-//! (being written)
+//! The list of models: what each stands for and whether it is built yet.
+
+use crate::hooks::HooksModel;
+use crate::Model;
+
+/// Options a user may set for the models that know them.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// hooks: unpack only, no maintainer scripts and no triggers.
+    pub skip_maintainer_scripts: bool,
+}
+
+/// Builds a model with the user's options.
+pub type MakeModel = fn(&ModelOptions) -> Box<dyn Model>;
+
+/// One entry of the catalog.
+pub struct ModelInfo {
+    pub name: &'static str,
+    pub stands_for: &'static str,
+    /// `None` while the model is not built: the harness lists it as not available.
+    pub make: Option<MakeModel>,
+}
+
+/// Every model the harness knows, in the order runs and tables show them.
+pub fn catalog() -> Vec<ModelInfo> {
+    vec![
+        ModelInfo {
+            name: "hooks",
+            stands_for: "dpkg/apt (and rpm): one root, maintainer scripts and triggers, one package at a time, fsync before rename",
+            make: Some(|o| {
+                let mut model = HooksModel::new();
+                model.skip_hooks = o.skip_maintainer_scripts;
+                Box::new(model)
+            }),
+        },
+        ModelInfo {
+            name: "nar",
+            stands_for: "Nix substitution: NAR archives restored into a store in parallel, SQLite registration, a profile of symlinks",
+            make: None,
+        },
+        ModelInfo {
+            name: "fuse",
+            stands_for: "distri: one SquashFS image per package, served as one union tree by a FUSE daemon",
+            make: None,
+        },
+        ModelInfo {
+            name: "overlay",
+            stands_for: "the same images loop-mounted by the kernel and combined with OverlayFS",
+            make: None,
+        },
+    ]
+}

@@ -9,12 +9,12 @@
 //! conformance suite (`conformance`) that every model's tests call.
 
 pub mod catalog;
-pub mod conformance;
 pub mod formats;
 pub mod hooks;
 pub mod order;
 pub mod phases;
 
+pub use catalog::{catalog, ModelInfo, ModelOptions};
 
 pub use phases::PhaseTimes;
 

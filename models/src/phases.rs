@@ -26,7 +26,10 @@ impl PhaseTimes {
     }
 
     pub fn get(&self, phase: &str) -> Option<Duration> {
-        self.phases.iter().find(|(n, _)| n == phase).map(|(_, d)| *d)
+        self.phases
+            .iter()
+            .find(|(n, _)| n == phase)
+            .map(|(_, d)| *d)
     }
 }
 

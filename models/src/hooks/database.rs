@@ -1,0 +1,138 @@
+//! dpkg's database as the install touches it: a journal entry per status change, the
+//! file list of each package, and a status checkpoint at the end.
+//!
+//! dpkg records every state a package passes through (half-installed, unpacked,
+//! half-configured, installed) by writing a file in `updates/` and syncing it, so that a
+//! crash leaves a database that says exactly how far each package got; at the end it folds
+//! the journal into `status`. Those syncs are part of dpkg's cost even with
+//! `--force-unsafe-io` (which only skips the syncs of unpacked files), so they happen
+//! here under every durability.
+
+use anyhow::{Context, Result};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The on-disk database under an admin directory (dpkg's `--admindir`).
+pub struct DpkgDatabase {
+    admindir: PathBuf,
+    next_update: u32,
+    /// Status stanzas of every package this run has touched, in install order.
+    stanzas: Vec<(String, String)>,
+}
+
+impl DpkgDatabase {
+    /// Creates `info/` and `updates/` under `admindir`. The journal is always synced: dpkg
+    /// syncs its database even under `--force-unsafe-io`.
+    pub fn new(admindir: &Path) -> Result<Self> {
+        for sub in ["info", "updates"] {
+            let dir = admindir.join(sub);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(DpkgDatabase {
+            admindir: admindir.to_path_buf(),
+            next_update: 0,
+            stanzas: Vec::new(),
+        })
+    }
+
+    pub fn info_dir(&self) -> PathBuf {
+        self.admindir.join("info")
+    }
+
+    /// Records `package` in `state` ("half-installed", "unpacked", ...): one synced
+    /// journal file, as dpkg's modstatdb_note does.
+    pub fn note_status(&mut self, package: &str, version: &str, state: &str) -> Result<()> {
+        let stanza = format!(
+            "Package: {package}\nStatus: install ok {state}\nArchitecture: amd64\nVersion: {version}\n"
+        );
+        let path = self
+            .admindir
+            .join("updates")
+            .join(format!("{:04}", self.next_update));
+        self.next_update += 1;
+        write_synced(&path, stanza.as_bytes())?;
+        match self.stanzas.iter_mut().find(|(p, _)| p == package) {
+            Some((_, s)) => *s = stanza,
+            None => self.stanzas.push((package.to_string(), stanza)),
+        }
+        Ok(())
+    }
+
+    /// Writes `info/PACKAGE.list`, the paths the package installed, atomically.
+    pub fn write_file_list(&self, package: &str, paths: &[PathBuf], sync: bool) -> Result<()> {
+        let mut text = Vec::new();
+        for p in paths {
+            text.extend_from_slice(p.as_os_str().as_encoded_bytes());
+            text.push(b'\n');
+        }
+        let final_path = self.info_dir().join(format!("{package}.list"));
+        let tmp = self.info_dir().join(format!("{package}.list-new"));
+        if sync {
+            write_synced(&tmp, &text)?;
+        } else {
+            fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
+        }
+        fs::rename(&tmp, &final_path)
+            .with_context(|| format!("renaming {} into place", final_path.display()))
+    }
+
+    /// Folds the journal into `status` (synced, renamed into place) and empties `updates/`.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let status: String = self.stanzas.iter().map(|(_, s)| format!("{s}\n")).collect();
+        let tmp = self.admindir.join("status-new");
+        write_synced(&tmp, status.as_bytes())?;
+        let path = self.admindir.join("status");
+        fs::rename(&tmp, &path).with_context(|| format!("renaming {}", path.display()))?;
+        for n in 0..self.next_update {
+            let update = self.admindir.join("updates").join(format!("{n:04}"));
+            fs::remove_file(&update).with_context(|| format!("removing {}", update.display()))?;
+        }
+        self.next_update = 0;
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_is_folded_into_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = DpkgDatabase::new(dir.path()).unwrap();
+        db.note_status("a", "1", "unpacked").unwrap();
+        db.note_status("b", "2", "unpacked").unwrap();
+        db.note_status("a", "1", "installed").unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("updates")).unwrap().count(), 3);
+        db.checkpoint().unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("updates")).unwrap().count(), 0);
+        let status = fs::read_to_string(dir.path().join("status")).unwrap();
+        assert!(
+            status.starts_with("Package: a\nStatus: install ok installed\n"),
+            "{status}"
+        );
+        assert!(
+            status.contains("Package: b\nStatus: install ok unpacked\n"),
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn file_list_has_one_path_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = DpkgDatabase::new(dir.path()).unwrap();
+        db.write_file_list("a", &[PathBuf::from("/usr"), PathBuf::from("/usr/x")], true)
+            .unwrap();
+        let list = fs::read_to_string(dir.path().join("info/a.list")).unwrap();
+        assert_eq!(list, "/usr\n/usr/x\n");
+    }
+}

@@ -1,0 +1,352 @@
+//! The `hooks` model: classic dpkg/apt.
+//!
+//! Stands for Debian's dpkg driven by apt (and, in its shape, rpm): every package is a
+//! compressed data archive plus maintainer scripts and triggers; apt fetches and verifies
+//! all archives, then dpkg installs strictly one package at a time, in dependency order:
+//! preinst, unpack (each file written as `PATH.dpkg-new`, synced, renamed), file list,
+//! postinst; after all packages the triggers run. The scripts and triggers are why dpkg
+//! cannot install in parallel, and the syncs are why it is durable.
+//!
+//! Where it differs from dpkg: the data archive is a zstd-compressed tar on its own
+//! (no `ar` container, no control.tar), maintainer scripts run on the host with the root
+//! in `DPKG_ROOT` (see `scripts`), there are no conffiles, diversions or alternatives,
+//! and unpack and configure run back to back per package rather than in apt's batches.
+
+pub mod database;
+pub mod scripts;
+pub mod triggers;
+
+use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
+use crate::order::install_order;
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use anyhow::{bail, Context, Result};
+use database::DpkgDatabase;
+use scripts::{run_maintainer_script, HookEnv};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use triggers::{process_triggers, TriggerPackage};
+
+/// The maintainer scripts the model knows, in the order their names appear on a mirror.
+const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
+/// zstd level of the data archives: Debian's default for `dpkg-deb -Zzstd`.
+const ARCHIVE_ZSTD_LEVEL: i32 = 3;
+
+/// One step of an install, recorded when tracing is on (tests prove the order with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Fetch(String),
+    Verify(String),
+    Preinst(String),
+    Unpack(String),
+    Postinst(String),
+    Triggers,
+}
+
+/// The dpkg-like model. See the module doc.
+#[derive(Default)]
+pub struct HooksModel {
+    /// Set by `install`: `TARGET/root`, the view.
+    root: Option<PathBuf>,
+    /// When `Some`, every step is appended here.
+    pub trace: Option<Vec<Step>>,
+    /// Skip maintainer scripts and triggers (for comparing the unpack alone with
+    /// `dpkg --unpack`).
+    pub skip_hooks: bool,
+}
+
+impl HooksModel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn record(&mut self, step: Step) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(step);
+        }
+    }
+}
+
+/// The layout of one install: dpkg's root, its database and apt's archive cache are
+/// siblings, so the root holds only package content (and ldconfig's cache).
+struct Layout {
+    root: PathBuf,
+    admindir: PathBuf,
+    archives: PathBuf,
+}
+
+impl Layout {
+    fn new(target: &Path) -> Self {
+        Layout {
+            root: target.join("root"),
+            admindir: target.join("var-lib-dpkg"),
+            archives: target.join("archives"),
+        }
+    }
+}
+
+/// A mirror file name for a package version: Debian's pool spelling, with the epoch colon
+/// escaped as apt does.
+fn pool_name(name: &str, version: &str) -> String {
+    format!("{name}_{}", version.replace(':', "%3a"))
+}
+
+impl Model for HooksModel {
+    fn name(&self) -> &'static str {
+        "hooks"
+    }
+
+    fn requirements(&self) -> Requirements {
+        Requirements {
+            // `ldconfig -r` chroots into the root.
+            root: true,
+            programs: vec!["ldconfig", "sh"],
+            ..Default::default()
+        }
+    }
+
+    fn format_version(&self) -> u32 {
+        1
+    }
+
+    fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
+        let base = pool_name(&pkg.name, &pkg.version);
+        let pool = mirror.join("pool");
+        let control = pool.join(format!("{base}.control"));
+        fs::create_dir_all(&control).with_context(|| format!("creating {}", control.display()))?;
+        let archive_rel = PathBuf::from("pool").join(format!("{base}.tar.zst"));
+        let archive = mirror.join(&archive_rel);
+        let out =
+            File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
+        let mut encoder = zstd::Encoder::new(BufWriter::new(out), ARCHIVE_ZSTD_LEVEL)?;
+        tarfmt::pack_tree(&pkg.root, &mut encoder)
+            .with_context(|| format!("packing {} into {}", pkg.name, archive.display()))?;
+        encoder
+            .finish()
+            .and_then(|mut w| w.flush())
+            .with_context(|| format!("writing {}", archive.display()))?;
+
+        let mut files = vec![archive_rel];
+        for name in SCRIPT_NAMES {
+            if let Some(src) = pkg.scripts.get(name) {
+                let rel = PathBuf::from("pool")
+                    .join(format!("{base}.control"))
+                    .join(name);
+                fs::copy(src, mirror.join(&rel))
+                    .with_context(|| format!("copying {} of {}", name, pkg.name))?;
+                files.push(rel);
+            }
+        }
+        let (sha256, size_bytes) = sha256_and_size(&archive)?;
+        Ok(Artifact {
+            package: pkg.name.clone(),
+            version: pkg.version.clone(),
+            files,
+            sha256,
+            size_bytes,
+            depends: pkg.depends.clone(),
+            pre_depends: pkg.pre_depends.clone(),
+            triggers: pkg.triggers.clone(),
+        })
+    }
+
+    fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        let layout = Layout::new(&ctx.target);
+        for dir in [&layout.root, &layout.admindir, &layout.archives] {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        self.root = Some(layout.root.clone());
+        let mut times = PhaseTimes::default();
+        let order = install_order(set);
+
+        // apt: download every archive, then check every hash, before dpkg starts.
+        let mut fetched: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
+        for &i in &order {
+            let art = &set[i];
+            fetched[i] = times.time("fetch", || fetch(art, &ctx.mirror, &layout.archives))?;
+            self.record(Step::Fetch(art.package.clone()));
+        }
+        for &i in &order {
+            let art = &set[i];
+            times.time("verify", || verify(art, &fetched[i][0]))?;
+            self.record(Step::Verify(art.package.clone()));
+        }
+
+        let mut db = DpkgDatabase::new(&layout.admindir)?;
+        let env = HookEnv {
+            root: &layout.root,
+            admindir: &layout.admindir,
+        };
+        let mut installed_paths: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
+        for &i in &order {
+            let art = &set[i];
+            let script = |name: &str| {
+                fetched[i]
+                    .iter()
+                    .find(|p| p.file_name().is_some_and(|f| f == name))
+                    .cloned()
+            };
+            if let (Some(preinst), false) = (script("preinst"), self.skip_hooks) {
+                times.time("hooks", || {
+                    run_maintainer_script(env, &art.package, "preinst", &preinst, &["install"])
+                })?;
+                self.record(Step::Preinst(art.package.clone()));
+            }
+            times.time("database", || {
+                db.note_status(&art.package, &art.version, "half-installed")
+            })?;
+            let report = times.time("unpack", || {
+                let archive = &fetched[i][0];
+                let file = File::open(archive)
+                    .with_context(|| format!("opening {}", archive.display()))?;
+                let decoder = zstd::Decoder::new(file)
+                    .with_context(|| format!("reading {}", archive.display()))?;
+                tarfmt::unpack(
+                    archive,
+                    decoder,
+                    &layout.root,
+                    UnpackOptions {
+                        staging: Staging::DpkgNew,
+                        durability: ctx.durability,
+                    },
+                )
+            })?;
+            self.record(Step::Unpack(art.package.clone()));
+            times.time("database", || -> Result<()> {
+                db.write_file_list(
+                    &art.package,
+                    &report.paths,
+                    ctx.durability != Durability::None,
+                )?;
+                install_control_scripts(&db.info_dir(), &art.package, &fetched[i][1..])?;
+                db.note_status(&art.package, &art.version, "unpacked")?;
+                db.note_status(&art.package, &art.version, "half-configured")
+            })?;
+            if let (Some(_), false) = (script("postinst"), self.skip_hooks) {
+                let postinst = db.info_dir().join(format!("{}.postinst", art.package));
+                times.time("hooks", || {
+                    run_maintainer_script(
+                        env,
+                        &art.package,
+                        "postinst",
+                        &postinst,
+                        &["configure", ""],
+                    )
+                })?;
+                self.record(Step::Postinst(art.package.clone()));
+            }
+            times.time("database", || {
+                db.note_status(&art.package, &art.version, "installed")
+            })?;
+            installed_paths[i] = report.paths;
+        }
+
+        if !self.skip_hooks {
+            let info = db.info_dir();
+            let packages: Vec<TriggerPackage> = order
+                .iter()
+                .map(|&i| TriggerPackage {
+                    name: &set[i].package,
+                    directives: &set[i].triggers,
+                    postinst: Some(info.join(format!("{}.postinst", set[i].package)))
+                        .filter(|p| p.exists()),
+                    paths: &installed_paths[i],
+                })
+                .collect();
+            times.time("triggers", || process_triggers(env, &packages))?;
+            self.record(Step::Triggers);
+        }
+        times.time("database", || db.checkpoint())?;
+        Ok(times)
+    }
+
+    fn view(&self) -> View {
+        View {
+            root: self.root.clone().unwrap_or_default(),
+            internal_roots: Vec::new(),
+            // What ldconfig writes into the root: the loader's cache, and its auxiliary
+            // cache (dpkg's own database lives outside the root).
+            excluded: vec![
+                PathBuf::from("etc/ld.so.cache"),
+                PathBuf::from("var/cache/ldconfig"),
+            ],
+        }
+    }
+
+    fn reset_caches(&mut self) -> Result<()> {
+        // dpkg keeps nothing in memory between runs.
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        self.root = None;
+        Ok(())
+    }
+}
+
+/// apt's download: copies the archive and its control files into the archive cache.
+fn fetch(art: &Artifact, mirror: &Path, archives: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::with_capacity(art.files.len());
+    let dir = archives.join(&art.package);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for rel in &art.files {
+        let src = mirror.join(rel);
+        let name = rel
+            .file_name()
+            .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+        let dst = dir.join(name);
+        fs::copy(&src, &dst).with_context(|| format!("fetching {}", src.display()))?;
+        out.push(dst);
+    }
+    Ok(out)
+}
+
+/// apt's hash check of a downloaded archive against the repository index.
+fn verify(art: &Artifact, archive: &Path) -> Result<()> {
+    let (sha256, size) = sha256_and_size(archive)?;
+    if size != art.size_bytes || sha256 != art.sha256 {
+        bail!(
+            "{}: hash sum mismatch (want sha256 {} and {} bytes, got {} and {} bytes)",
+            archive.display(),
+            art.sha256,
+            art.size_bytes,
+            sha256,
+            size
+        );
+    }
+    Ok(())
+}
+
+/// dpkg keeps a package's maintainer scripts in `info/PKG.SCRIPT` once it is unpacked.
+fn install_control_scripts(info: &Path, package: &str, scripts: &[PathBuf]) -> Result<()> {
+    for src in scripts {
+        let name = src
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("control file {} has no name", src.display()))?;
+        let dst = info.join(format!("{package}.{name}"));
+        fs::copy(src, &dst).with_context(|| format!("installing {}", dst.display()))?;
+    }
+    Ok(())
+}
+
+fn sha256_and_size(path: &Path) -> Result<(String, u64)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let digest = hasher.finalize();
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
+}
