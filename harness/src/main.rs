@@ -1,1 +1,32 @@
-fn main() {}
+//! `harness`: parse the command line and hand over to a command.
+
+use clap::Parser;
+use harness::cli::{Cli, Command};
+use harness::commands;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => commands::run::run(&args),
+        Command::List => commands::list::list(),
+        Command::Doctor(args) => commands::doctor::doctor(&args),
+        Command::Pack {
+            format,
+            src_dir,
+            out,
+        } => commands::archive::pack(&format, &src_dir, &out),
+        Command::Unpack {
+            format,
+            input,
+            dest,
+        } => commands::archive::unpack(&format, &input, &dest),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The command line: `harness run | list | doctor | pack | unpack`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harness",
+    version,
+    about = "pkgbench: measure Linux packaging models on identical workloads"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Install a corpus with each model and measure install and reads.
+    Run(RunArgs),
+    /// List the models, workloads and corpora.
+    List,
+    /// Say what this machine can run, and for each thing it cannot, why.
+    Doctor(DoctorArgs),
+    /// Pack a directory tree into an archive.
+    Pack {
+        /// Archive format (tar).
+        #[arg(long)]
+        format: String,
+        src_dir: PathBuf,
+        out: PathBuf,
+    },
+    /// Unpack an archive into a directory, refusing hostile entries.
+    Unpack {
+        /// Archive format (tar).
+        #[arg(long)]
+        format: String,
+        input: PathBuf,
+        dest: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Models to run: all, or a comma-separated list (hooks,nar,fuse,overlay).
+    #[arg(long, default_value = "all")]
+    pub model: String,
+    /// Workloads: all, or a comma-separated list (install,cold-read,many-file).
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// Corpus: debian-qemu, debian-python3, or NAME:PKG,PKG,... for a subset.
+    #[arg(long, default_value = "debian-qemu")]
+    pub corpus: String,
+    /// Measured runs per model.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Unrecorded runs before the measured ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// none (no fsync of package contents), native (what the real system does), full.
+    #[arg(long, default_value = "native")]
+    pub durability: String,
+    /// Parallel jobs for models that install in parallel (Nix's max-substitution-jobs).
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+    /// hooks: unpack only, without maintainer scripts and triggers.
+    #[arg(long)]
+    pub no_maintainer_scripts: bool,
+    /// Where results go (default results/runs/<UTC time>-<host>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where corpora, mirrors and install targets live.
+    #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// The work directory to check (as for `run`).
+    #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
+    pub work_dir: PathBuf,
+}

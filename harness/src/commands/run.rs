@@ -1,0 +1,296 @@
+//! `harness run`: the lifecycle of DESIGN.md. Check requirements, enter a private mount
+//! namespace, build the corpus and each model's mirror (untimed), measure each model, and
+//! write results after each model so a late failure loses nothing.
+
+use crate::caches::KernelCaches;
+use crate::cli::RunArgs;
+use crate::host::{git_commit, host_facts};
+use crate::mirror::prepare_mirror;
+use crate::namespace::{enter_private_mount_namespace, is_root};
+use crate::progress::{bar, spinner};
+use crate::requirements::unmet;
+use crate::results::csv::write_csv;
+use crate::results::json::write_json;
+use crate::results::table::render_table;
+use crate::results::{
+    CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION,
+};
+use crate::runner::{run_model, Event, Plan, ReadSet, Workload};
+use anyhow::{bail, Context, Result};
+use models::{catalog, Durability, ModelOptions, PackageTree};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+use workloads::corpus::{self, Corpus, GENERATOR_VERSION};
+use workloads::reads::{miss_list, COLD_READ_FILES};
+use workloads::view::Entry;
+
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    // First, before any thread exists (see namespace.rs).
+    let namespace = if is_root() {
+        enter_private_mount_namespace()?;
+        true
+    } else {
+        eprintln!(
+            "harness: not root: no private mount namespace, and models that need root are skipped"
+        );
+        false
+    };
+    let workloads = Workload::parse_list(&args.workload)?;
+    let selected = select_models(&args.model)?;
+    let durability = Durability::parse(&args.durability)?;
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("creating work directory {}", args.work_dir.display()))?;
+    let started = SystemTime::now();
+
+    let corpus = open_corpus(&args.corpus, &args.work_dir)?;
+    let host = host_facts(&args.work_dir);
+    let out_dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => default_out_dir(started, &host.hostname),
+    };
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let mut caches = KernelCaches;
+    let caches_dropped = crate::caches::CacheControl::can_drop(&caches).is_ok();
+    if !caches_dropped {
+        eprintln!("harness: cannot drop caches (needs root): cold-read and many-file samples will be refused, not recorded warm");
+    }
+
+    let mut results = RunResults {
+        schema_version: SCHEMA_VERSION,
+        tool: ToolFacts {
+            name: "pkgbench",
+            version: env!("CARGO_PKG_VERSION"),
+            git_commit: git_commit(),
+        },
+        started_utc: humantime::format_rfc3339_seconds(started).to_string(),
+        finished_utc: None,
+        host,
+        config: RunConfigRecord {
+            models: selected.clone(),
+            workloads: workloads.iter().map(|w| w.name().to_string()).collect(),
+            corpus: args.corpus.clone(),
+            runs: args.runs,
+            warmup: args.warmup,
+            durability: durability.as_str().into(),
+            jobs: args.jobs,
+            work_dir: args.work_dir.display().to_string(),
+            private_mount_namespace: namespace,
+            caches_dropped,
+        },
+        corpus: corpus_record(&corpus),
+        models: Vec::new(),
+    };
+
+    let trees = package_trees(&corpus);
+    let cold_files = corpus.largest_files(COLD_READ_FILES);
+    let misses = miss_list();
+    let reads = ReadSet {
+        expected: &corpus.digest,
+        cold_files: &cold_files,
+        misses: &misses,
+    };
+    let plan = Plan {
+        workloads,
+        runs: args.runs,
+        warmup: args.warmup,
+        durability,
+        jobs: args.jobs,
+    };
+    let options = ModelOptions {
+        skip_maintainer_scripts: args.no_maintainer_scripts,
+    };
+    let corpus_key = corpus_key(&corpus);
+    for info in catalog()
+        .into_iter()
+        .filter(|m| selected.iter().any(|s| s == m.name))
+    {
+        let Some(make) = info.make else {
+            results.models.push(ModelResult::new(
+                info.name,
+                info.stands_for,
+                Status::NotAvailable,
+                Some("not built yet in this version of pkgbench".into()),
+            ));
+            continue;
+        };
+        let mut model = make(&options);
+        let missing = unmet(&model.requirements());
+        if !missing.is_empty() {
+            results.models.push(ModelResult::new(
+                info.name,
+                info.stands_for,
+                Status::Skipped,
+                Some(missing.join("; ")),
+            ));
+            continue;
+        }
+        let pb = bar(&format!("pack {}", info.name), trees.len() as u64);
+        let mirror = prepare_mirror(
+            model.as_ref(),
+            &trees,
+            &corpus_key,
+            &args.work_dir.join("mirrors"),
+            &|done, _| pb.set_position(done),
+        );
+        pb.finish_and_clear();
+        let mirror = match mirror {
+            Ok(m) => m,
+            Err(e) => {
+                results.models.push(ModelResult::new(
+                    info.name,
+                    info.stands_for,
+                    Status::Failed,
+                    Some(format!("{e:#}")),
+                ));
+                continue;
+            }
+        };
+        let target = args.work_dir.join("targets").join(info.name);
+        let sp = spinner(info.name);
+        let mut events: Vec<Event> = Vec::new();
+        let mut result = run_model(
+            model.as_mut(),
+            info.stands_for,
+            &mirror.artifacts,
+            &mirror.dir,
+            &target,
+            &reads,
+            &plan,
+            &mut caches,
+            &mut events,
+            &|step| sp.set_message(step.to_string()),
+        );
+        sp.finish_and_clear();
+        result.mirror_bytes = Some(mirror.bytes());
+        eprintln!(
+            "harness: {}: {}",
+            info.name,
+            match &result.reason {
+                Some(r) => format!("{:?}: {r}", result.status),
+                None => "done".to_string(),
+            }
+        );
+        results.models.push(result);
+        write_outputs(&results, &out_dir)?;
+    }
+    results.finished_utc = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
+    write_outputs(&results, &out_dir)?;
+    let table = render_table(&results);
+    print!("{table}");
+    fs::write(out_dir.join("summary.md"), format!("```\n{table}```\n"))
+        .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
+    println!("results: {}", out_dir.join("results.json").display());
+    let failed = results.models.iter().any(|m| m.status == Status::Failed);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
+    write_json(results, &out_dir.join("results.json"))?;
+    write_csv(results, &out_dir.join("results.csv"))
+}
+
+/// Validates `--model`: all, or names of the catalog.
+pub fn select_models(spec: &str) -> Result<Vec<String>> {
+    let known: Vec<&str> = catalog().iter().map(|m| m.name).collect();
+    if spec == "all" {
+        return Ok(known.iter().map(|s| s.to_string()).collect());
+    }
+    let mut out = Vec::new();
+    for name in spec.split(',') {
+        if !known.contains(&name) {
+            bail!(
+                "unknown model {name:?}: known models are {}",
+                known.join(", ")
+            );
+        }
+        if !out.iter().any(|s: &String| s == name) {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn open_corpus(name: &str, work_dir: &Path) -> Result<Corpus> {
+    let pb = bar("corpus", 0);
+    let corpus = corpus::open(name, &work_dir.join("corpora"), &|done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    corpus.with_context(|| format!("opening corpus {name}"))
+}
+
+/// The mirror cache key: corpus name (sanitised) and generator version.
+fn corpus_key(corpus: &Corpus) -> String {
+    let name: String = corpus
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}-g{GENERATOR_VERSION}")
+}
+
+fn package_trees(corpus: &Corpus) -> Vec<PackageTree> {
+    corpus
+        .packages
+        .iter()
+        .map(|p| PackageTree {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            root: p.root.clone(),
+            depends: p.depends.clone(),
+            pre_depends: p.pre_depends.clone(),
+            scripts: p.scripts.clone(),
+            triggers: p.triggers.clone(),
+        })
+        .collect()
+}
+
+fn corpus_record(corpus: &Corpus) -> CorpusRecord {
+    let mut record = CorpusRecord {
+        name: corpus.name.clone(),
+        generator_version: GENERATOR_VERSION,
+        packages: corpus.packages.len(),
+        files: 0,
+        dirs: 0,
+        symlinks: 0,
+        file_bytes: 0,
+        digest: corpus.digest.hex(),
+    };
+    for entry in corpus.digest.entries.values() {
+        match entry {
+            Entry::Dir => record.dirs += 1,
+            Entry::Symlink { .. } => record.symlinks += 1,
+            Entry::File { size, .. } => {
+                record.files += 1;
+                record.file_bytes += size;
+            }
+        }
+    }
+    record
+}
+
+/// `results/runs/<UTC time>-<host>`, e.g. `results/runs/20261125T231000Z-vm`.
+fn default_out_dir(started: SystemTime, host: &str) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(started)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    PathBuf::from("results/runs").join(format!("{stamp}-{host}"))
+}

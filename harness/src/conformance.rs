@@ -1,0 +1,106 @@
+//! The conformance check every model must pass: its view holds exactly the corpus.
+//! The runner calls it after every install; a model whose view differs gets no timings,
+//! and the paths that differ are reported.
+
+use anyhow::Result;
+use models::View;
+use workloads::view::{digest_view, TreeDigest, ViewSpec};
+
+/// How many differing paths are reported.
+pub const DIFFERENCES_SHOWN: usize = 20;
+
+/// The outcome of digesting a view.
+#[derive(Debug, Clone)]
+pub struct ViewCheck {
+    pub digest: String,
+    pub matches: bool,
+    pub differences: Vec<String>,
+}
+
+pub fn view_spec(view: &View) -> ViewSpec {
+    ViewSpec {
+        root: view.root.clone(),
+        internal_roots: view.internal_roots.clone(),
+        excluded: view.excluded.clone(),
+    }
+}
+
+/// Digests `view` and compares it with the corpus.
+pub fn check_view(view: &View, expected: &TreeDigest) -> Result<ViewCheck> {
+    let actual = digest_view(&view_spec(view))?;
+    let digest = actual.hex();
+    let matches = &actual == expected;
+    let differences = if matches {
+        Vec::new()
+    } else {
+        expected.differences(&actual, DIFFERENCES_SHOWN)
+    };
+    Ok(ViewCheck {
+        digest,
+        matches,
+        differences,
+    })
+}
+
+/// The conformance suite every model's tests call: pack `corpus` into a fresh mirror,
+/// install it into an empty target, require the view digest to equal the corpus digest,
+/// read through the view with both read workloads, and tear down. Returns the model's
+/// phase times of the install.
+pub fn run_conformance(
+    model: &mut dyn models::Model,
+    corpus: &workloads::corpus::Corpus,
+    work: &std::path::Path,
+) -> Result<models::PhaseTimes> {
+    use anyhow::{bail, Context};
+    let mirror = work.join("mirror");
+    let target = work.join("target");
+    std::fs::create_dir_all(&mirror)?;
+    std::fs::create_dir_all(&target)?;
+    let artifacts = corpus
+        .packages
+        .iter()
+        .map(|p| {
+            model.pack(
+                &models::PackageTree {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    root: p.root.clone(),
+                    depends: p.depends.clone(),
+                    pre_depends: p.pre_depends.clone(),
+                    scripts: p.scripts.clone(),
+                    triggers: p.triggers.clone(),
+                },
+                &mirror,
+            )
+        })
+        .collect::<Result<Vec<_>>>()
+        .context("pack")?;
+    let ctx = models::RunCtx {
+        target,
+        mirror,
+        durability: models::Durability::Native,
+        jobs: 4,
+    };
+    let outcome = (|| {
+        let times = model.install(&artifacts, &ctx).context("install")?;
+        let view = model.view();
+        let check = check_view(&view, &corpus.digest)?;
+        if !check.matches {
+            bail!(
+                "model {}: view differs from the corpus: {}",
+                model.name(),
+                check.differences.join("; ")
+            );
+        }
+        let cold = workloads::reads::cold_read(&view.root, &corpus.largest_files(5))?;
+        let many = workloads::reads::many_file(&view_spec(&view), &workloads::reads::miss_list())?;
+        if cold.files_read != 5.min(corpus.digest.files() as u64)
+            || many.entries as usize != corpus.digest.entries.len()
+        {
+            bail!("model {}: reads saw {cold:?} and {many:?}", model.name());
+        }
+        Ok(times)
+    })();
+    model.teardown().context("teardown")?;
+    outcome
+}

@@ -1,0 +1,17 @@
+//! The pkgbench harness: runs packaging models on identical workloads and writes results.
+//! The binary (`main.rs`) is glue over these modules.
+
+pub mod caches;
+pub mod cli;
+pub mod commands;
+pub mod conformance;
+pub mod host;
+pub mod mirror;
+pub mod mock;
+pub mod namespace;
+pub mod progress;
+pub mod requirements;
+pub mod results;
+pub mod runner;
+pub mod stats;
+pub mod testing;

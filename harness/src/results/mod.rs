@@ -1,0 +1,106 @@
+//! The one internal result of a run, and its exporters (JSON, long CSV, terminal table).
+//! `results/SCHEMA.md` documents every field of the JSON; keep the two in step.
+
+pub mod csv;
+pub mod json;
+pub mod table;
+
+use crate::host::HostFacts;
+use crate::stats::Summary;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResults {
+    pub schema_version: u32,
+    pub tool: ToolFacts,
+    pub started_utc: String,
+    pub finished_utc: Option<String>,
+    pub host: HostFacts,
+    pub config: RunConfigRecord,
+    pub corpus: CorpusRecord,
+    pub models: Vec<ModelResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolFacts {
+    pub name: &'static str,
+    pub version: &'static str,
+    pub git_commit: String,
+}
+
+/// The effective configuration, echoed as fio does.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfigRecord {
+    pub models: Vec<String>,
+    pub workloads: Vec<String>,
+    pub corpus: String,
+    pub runs: usize,
+    pub warmup: usize,
+    pub durability: String,
+    pub jobs: usize,
+    pub work_dir: String,
+    pub private_mount_namespace: bool,
+    pub caches_dropped: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CorpusRecord {
+    pub name: String,
+    pub generator_version: u32,
+    pub packages: usize,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub file_bytes: u64,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Skipped,
+    Failed,
+    NotAvailable,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    pub name: String,
+    pub stands_for: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub view_digest: Option<String>,
+    pub digest_matches: Option<bool>,
+    /// Up to 20 paths where the view differs from the corpus.
+    pub view_differences: Vec<String>,
+    pub mirror_bytes: Option<u64>,
+    pub workloads: BTreeMap<String, WorkloadResult>,
+}
+
+impl ModelResult {
+    pub fn new(name: &str, stands_for: &str, status: Status, reason: Option<String>) -> Self {
+        ModelResult {
+            name: name.into(),
+            stands_for: stands_for.into(),
+            status,
+            reason,
+            view_digest: None,
+            digest_matches: None,
+            view_differences: Vec::new(),
+            mirror_bytes: None,
+            workloads: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkloadResult {
+    pub status: Option<Status>,
+    pub reason: Option<String>,
+    /// Metric name (unit in the name) to its measured samples and summary.
+    pub metrics: BTreeMap<String, Summary>,
+}

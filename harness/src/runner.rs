@@ -1,0 +1,287 @@
+//! The measurement lifecycle of one model: for warmup + N runs, empty the target, drop
+//! caches, time the install, check the view, drop caches, time the reads, tear down.
+//!
+//! Every step is reported to an optional event log, so tests can prove the order (caches
+//! dropped before every cold sample, the target empty before every install) without root.
+
+use crate::caches::CacheControl;
+use crate::conformance::{check_view, view_spec};
+use crate::results::{ModelResult, Status, WorkloadResult};
+use crate::stats::Summary;
+use anyhow::{bail, Context, Result};
+use models::{Artifact, Durability, Model, RunCtx};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use workloads::reads::{cold_read, many_file};
+use workloads::view::TreeDigest;
+
+/// A workload of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Workload {
+    Install,
+    ColdRead,
+    ManyFile,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Workload::Install, Workload::ColdRead, Workload::ManyFile];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Install => "install",
+            Workload::ColdRead => "cold-read",
+            Workload::ManyFile => "many-file",
+        }
+    }
+
+    pub fn parse_list(s: &str) -> Result<Vec<Workload>> {
+        if s == "all" {
+            return Ok(Self::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for name in s.split(',') {
+            match Self::ALL.iter().find(|w| w.name() == name) {
+                Some(w) if !out.contains(w) => out.push(*w),
+                Some(_) => {}
+                None => bail!("unknown workload {name:?}: use all, install, cold-read, many-file"),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether a sample of this workload must start from dropped caches.
+    pub fn is_cold(self) -> bool {
+        matches!(self, Workload::ColdRead | Workload::ManyFile)
+    }
+}
+
+/// What the runner does, in order; recorded for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The target was emptied; carries whether it was found empty afterwards.
+    TargetEmpty(bool),
+    DropCaches,
+    ResetModelCaches,
+    Install,
+    Digest,
+    Sample(Workload),
+    Teardown,
+}
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workloads: Vec<Workload>,
+    pub runs: usize,
+    pub warmup: usize,
+    pub durability: Durability,
+    pub jobs: usize,
+}
+
+/// What the reads look at: the same for every model.
+pub struct ReadSet<'a> {
+    pub expected: &'a TreeDigest,
+    pub cold_files: &'a [String],
+    pub misses: &'a [PathBuf],
+}
+
+/// Measures one model. Never fails: a failure is recorded in the result's status with
+/// its reason, and everything set up is torn down.
+#[allow(clippy::too_many_arguments)]
+pub fn run_model(
+    model: &mut dyn Model,
+    stands_for: &str,
+    artifacts: &[Artifact],
+    mirror: &Path,
+    target: &Path,
+    reads: &ReadSet<'_>,
+    plan: &Plan,
+    caches: &mut dyn CacheControl,
+    events: &mut Vec<Event>,
+    progress: &dyn Fn(&str),
+) -> ModelResult {
+    let mut result = ModelResult::new(model.name(), stands_for, Status::Ok, None);
+    let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
+    let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let total = plan.warmup + plan.runs;
+    for iteration in 0..total {
+        let recorded = iteration >= plan.warmup;
+        let label = if recorded {
+            format!("run {}/{}", iteration - plan.warmup + 1, plan.runs)
+        } else {
+            format!("warmup {}/{}", iteration + 1, plan.warmup)
+        };
+        let outcome = one_iteration(
+            model,
+            artifacts,
+            mirror,
+            target,
+            reads,
+            plan,
+            caches,
+            cold_refusal.is_none(),
+            events,
+            &|step| progress(&format!("{label}: {step}")),
+        );
+        // Whatever happened, nothing the install set up may outlive the iteration.
+        events.push(Event::Teardown);
+        let teardown = model.teardown().context("teardown");
+        match (outcome, teardown) {
+            (Ok(IterationOutcome::Measured(measured)), Ok(())) => {
+                if recorded {
+                    for (workload, metrics) in measured {
+                        let per = samples.entry(workload).or_default();
+                        for (k, v) in metrics {
+                            per.entry(k).or_default().push(v);
+                        }
+                    }
+                }
+            }
+            (Ok(IterationOutcome::ViewDiffers(check)), _) => {
+                result.status = Status::Failed;
+                result.reason = Some(format!(
+                    "the view differs from the corpus (digest {} instead of {}): no timings are reported",
+                    check.digest,
+                    reads.expected.hex()
+                ));
+                result.view_digest = Some(check.digest);
+                result.digest_matches = Some(false);
+                result.view_differences = check.differences;
+                return result;
+            }
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                result.status = Status::Failed;
+                result.reason = Some(format!("{e:#}"));
+                return result;
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(target);
+    result.view_digest = Some(reads.expected.hex());
+    result.digest_matches = Some(true);
+    for workload in &plan.workloads {
+        let mut w = WorkloadResult::default();
+        if workload.is_cold() {
+            if let Some(reason) = &cold_refusal {
+                w.status = Some(Status::Skipped);
+                w.reason = Some(format!("cold samples refused: {reason}"));
+                result.workloads.insert(workload.name().into(), w);
+                continue;
+            }
+        }
+        w.status = Some(Status::Ok);
+        if let Some(metrics) = samples.remove(workload) {
+            for (k, v) in metrics {
+                if let Some(s) = Summary::of(&v) {
+                    w.metrics.insert(k, s);
+                }
+            }
+        }
+        result.workloads.insert(workload.name().into(), w);
+    }
+    result
+}
+
+enum IterationOutcome {
+    Measured(BTreeMap<Workload, BTreeMap<String, f64>>),
+    ViewDiffers(crate::conformance::ViewCheck),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_iteration(
+    model: &mut dyn Model,
+    artifacts: &[Artifact],
+    mirror: &Path,
+    target: &Path,
+    reads: &ReadSet<'_>,
+    plan: &Plan,
+    caches: &mut dyn CacheControl,
+    can_drop: bool,
+    events: &mut Vec<Event>,
+    progress: &dyn Fn(&str),
+) -> Result<IterationOutcome> {
+    let mut measured: BTreeMap<Workload, BTreeMap<String, f64>> = BTreeMap::new();
+    progress("emptying target");
+    empty_dir(target)?;
+    events.push(Event::TargetEmpty(is_empty_dir(target)?));
+    if can_drop {
+        caches.drop_caches()?;
+        events.push(Event::DropCaches);
+    }
+    progress("install");
+    let ctx = RunCtx {
+        target: target.to_path_buf(),
+        mirror: mirror.to_path_buf(),
+        durability: plan.durability,
+        jobs: plan.jobs,
+    };
+    let start = Instant::now();
+    let phases = model.install(artifacts, &ctx).context("install")?;
+    let wall = start.elapsed();
+    events.push(Event::Install);
+    let metrics = measured.entry(Workload::Install).or_default();
+    metrics.insert("wall_ns".into(), wall.as_nanos() as f64);
+    for (phase, d) in &phases.phases {
+        metrics.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
+    }
+
+    progress("checking the view digest");
+    let view = model.view();
+    let check = check_view(&view, reads.expected).context("digesting the view")?;
+    events.push(Event::Digest);
+    if !check.matches {
+        return Ok(IterationOutcome::ViewDiffers(check));
+    }
+
+    if !can_drop {
+        return Ok(IterationOutcome::Measured(measured));
+    }
+    let spec = view_spec(&view);
+    for workload in [Workload::ColdRead, Workload::ManyFile] {
+        if !plan.workloads.contains(&workload) {
+            continue;
+        }
+        caches.drop_caches()?;
+        events.push(Event::DropCaches);
+        model
+            .reset_caches()
+            .context("resetting the model's caches")?;
+        events.push(Event::ResetModelCaches);
+        progress(workload.name());
+        let start = Instant::now();
+        let counts = match workload {
+            Workload::ColdRead => cold_read(&view.root, reads.cold_files),
+            _ => many_file(&spec, reads.misses),
+        }
+        .with_context(|| workload.name().to_string())?;
+        let wall = start.elapsed();
+        events.push(Event::Sample(workload));
+        let m = measured.entry(workload).or_default();
+        m.insert("wall_ns".into(), wall.as_nanos() as f64);
+        m.insert("read_bytes".into(), counts.bytes_read as f64);
+        m.insert("files_read_count".into(), counts.files_read as f64);
+        if workload == Workload::ManyFile {
+            m.insert("entries_count".into(), counts.entries as f64);
+            m.insert("misses_count".into(), counts.misses as f64);
+        }
+    }
+    Ok(IterationOutcome::Measured(measured))
+}
+
+/// Removes everything below `dir` and leaves it an empty directory.
+pub fn empty_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    Ok(fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .next()
+        .is_none())
+}

@@ -1,0 +1,238 @@
+//! The runner's lifecycle with a mock model and recorded cache drops: the order of steps,
+//! caches dropped before every cold sample, the target empty before every install, and a
+//! model whose view differs getting no timings.
+
+use anyhow::Result;
+use harness::caches::CacheControl;
+use harness::mock::{MockLog, MockModel};
+use harness::results::Status;
+use harness::runner::{run_model, Event, Plan, ReadSet, Workload};
+use models::{Durability, Model, PackageTree};
+use std::fs;
+use std::path::{Path, PathBuf};
+use workloads::reads::miss_list;
+use workloads::view::{digest_view, TreeDigest, ViewSpec};
+
+#[derive(Default)]
+struct RecordingCaches {
+    drops: usize,
+    refuse: bool,
+}
+
+impl CacheControl for RecordingCaches {
+    fn drop_caches(&mut self) -> Result<()> {
+        assert!(!self.refuse, "drop_caches called although can_drop refused");
+        self.drops += 1;
+        Ok(())
+    }
+    fn can_drop(&self) -> Result<()> {
+        if self.refuse {
+            anyhow::bail!("no privilege in this test")
+        }
+        Ok(())
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    trees: Vec<PackageTree>,
+    expected: TreeDigest,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().to_path_buf();
+    let mut trees = Vec::new();
+    let mut expected = TreeDigest::default();
+    for (name, file) in [("liba", "usr/lib/liba.so"), ("tool", "usr/bin/tool")] {
+        let root = base.join("pkgs").join(name);
+        fs::create_dir_all(root.join(Path::new(file).parent().unwrap())).unwrap();
+        fs::write(root.join(file), name.repeat(1000)).unwrap();
+        expected
+            .merge_package(digest_view(&ViewSpec::plain(&root)).unwrap(), name)
+            .unwrap();
+        trees.push(PackageTree {
+            name: name.into(),
+            version: "1".into(),
+            root,
+            depends: vec![],
+            pre_depends: vec![],
+            scripts: Default::default(),
+            triggers: vec![],
+        });
+    }
+    Fixture {
+        _dir: dir,
+        base,
+        trees,
+        expected,
+    }
+}
+
+fn measure(
+    model: &mut MockModel,
+    caches: &mut RecordingCaches,
+    f: &Fixture,
+) -> (harness::results::ModelResult, Vec<Event>) {
+    let mirror = f.base.join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let artifacts: Vec<_> = f
+        .trees
+        .iter()
+        .map(|t| model.pack(t, &mirror).unwrap())
+        .collect();
+    let cold = vec!["usr/lib/liba.so".to_string()];
+    let misses = miss_list();
+    let reads = ReadSet {
+        expected: &f.expected,
+        cold_files: &cold,
+        misses: &misses,
+    };
+    let plan = Plan {
+        workloads: Workload::ALL.to_vec(),
+        runs: 3,
+        warmup: 1,
+        durability: Durability::Native,
+        jobs: 1,
+    };
+    let target = f.base.join("target");
+    // Leftovers of an earlier run must not survive into the first install.
+    fs::create_dir_all(target.join("stale")).unwrap();
+    let mut events = Vec::new();
+    let result = run_model(
+        model,
+        "a mock",
+        &artifacts,
+        &mirror,
+        &target,
+        &reads,
+        &plan,
+        caches,
+        &mut events,
+        &|_| {},
+    );
+    (result, events)
+}
+
+#[test]
+fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_every_install() {
+    let f = fixture();
+    let log = MockLog::default();
+    let mut model = MockModel {
+        log: log.clone(),
+        ..Default::default()
+    };
+    let mut caches = RecordingCaches::default();
+    let (result, events) = measure(&mut model, &mut caches, &f);
+    assert_eq!(result.status, Status::Ok, "{:?}", result.reason);
+    assert_eq!(result.digest_matches, Some(true));
+
+    // One iteration: target emptied, caches dropped, install, digest, then per read
+    // workload: drop, reset the model's caches, sample; finally teardown.
+    let iteration = vec![
+        Event::TargetEmpty(true),
+        Event::DropCaches,
+        Event::Install,
+        Event::Digest,
+        Event::DropCaches,
+        Event::ResetModelCaches,
+        Event::Sample(Workload::ColdRead),
+        Event::DropCaches,
+        Event::ResetModelCaches,
+        Event::Sample(Workload::ManyFile),
+        Event::Teardown,
+    ];
+    let want: Vec<Event> = std::iter::repeat_n(iteration, 4).flatten().collect();
+    assert_eq!(events, want);
+    // The events are emitted next to the real calls: the cache control saw each drop.
+    let drop_events = events.iter().filter(|e| **e == Event::DropCaches).count();
+    assert_eq!(caches.drops, drop_events);
+    // The model itself saw an empty target at every install (warmup included).
+    let seen = log.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|s| *s == "install(empty=true)").count(),
+        4,
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|s| s == "install(empty=false)"),
+        "{seen:?}"
+    );
+
+    // Warmup is not recorded: three samples per metric.
+    for w in ["install", "cold-read", "many-file"] {
+        let wall = &result.workloads[w].metrics["wall_ns"];
+        assert_eq!(wall.samples.len(), 3, "{w}");
+        assert!(wall.min > 0.0 && wall.min <= wall.median && wall.median <= wall.max);
+    }
+    assert_eq!(
+        result.workloads["cold-read"].metrics["read_bytes"].median,
+        4000.0
+    );
+    assert_eq!(
+        result.workloads["many-file"].metrics["misses_count"].median,
+        500.0
+    );
+}
+
+#[test]
+fn without_the_privilege_to_drop_caches_cold_samples_are_refused_not_recorded_warm() {
+    let f = fixture();
+    let mut model = MockModel::default();
+    let mut caches = RecordingCaches {
+        refuse: true,
+        ..Default::default()
+    };
+    let (result, events) = measure(&mut model, &mut caches, &f);
+    assert_eq!(result.status, Status::Ok);
+    assert!(!events.contains(&Event::DropCaches));
+    assert!(!events.iter().any(|e| matches!(e, Event::Sample(_))));
+    for w in ["cold-read", "many-file"] {
+        let r = &result.workloads[w];
+        assert_eq!(r.status, Some(Status::Skipped));
+        assert!(r.metrics.is_empty());
+        assert!(
+            r.reason
+                .as_deref()
+                .unwrap()
+                .contains("cold samples refused"),
+            "{:?}",
+            r.reason
+        );
+    }
+    assert_eq!(
+        result.workloads["install"].metrics["wall_ns"].samples.len(),
+        3
+    );
+}
+
+#[test]
+fn a_model_whose_view_differs_is_refused_and_the_paths_are_named() {
+    let f = fixture();
+    let mut model = MockModel {
+        drop_path: Some(PathBuf::from("usr/bin/tool")),
+        ..Default::default()
+    };
+    let mut caches = RecordingCaches::default();
+    let (result, events) = measure(&mut model, &mut caches, &f);
+    assert_eq!(result.status, Status::Failed);
+    assert_eq!(result.digest_matches, Some(false));
+    assert!(
+        result.workloads.is_empty(),
+        "no timings for a differing view"
+    );
+    assert!(result
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("differs from the corpus"));
+    assert_eq!(result.view_differences.len(), 1);
+    assert!(
+        result.view_differences[0].starts_with("/usr/bin/tool: missing"),
+        "{:?}",
+        result.view_differences
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Sample(_))));
+    assert_eq!(events.last(), Some(&Event::Teardown));
+}
