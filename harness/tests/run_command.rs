@@ -1,0 +1,57 @@
+//! `harness run` end to end, as a user types it, on a small subset of the default corpus:
+//! exit 0, results.json with samples of every workload for `hooks` whose view digest equals
+//! the corpus digest, the models not built listed as not available, and results.csv.
+//! Needs root (cold caches, `ldconfig -r`).
+
+use harness::testing::require_root;
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn root_run_writes_results_for_hooks_into_out_dir() {
+    if !require_root("root_run_writes_results_for_hooks_into_out_dir") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--model", "all", "--runs", "2", "--warmup", "0"])
+        .args([
+            "--corpus",
+            "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,libacl1,libselinux1,libpcre2-8-0",
+        ])
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--out")
+        .arg(&out_dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(out_dir.join("results.json")).unwrap();
+    let r: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["config"]["caches_dropped"], true);
+    assert_eq!(r["config"]["private_mount_namespace"], true);
+    let models = r["models"].as_array().unwrap();
+    let hooks = &models[0];
+    assert_eq!(hooks["name"], "hooks");
+    assert_eq!(hooks["status"], "ok", "{:?}", hooks["reason"]);
+    assert_eq!(hooks["view_digest"], r["corpus"]["digest"]);
+    assert_eq!(hooks["digest_matches"], true);
+    for w in ["install", "cold-read", "many-file"] {
+        let samples = hooks["workloads"][w]["metrics"]["wall_ns"]["samples"]
+            .as_array()
+            .unwrap();
+        assert_eq!(samples.len(), 2, "{w}");
+        assert!(samples.iter().all(|s| s.as_f64().unwrap() > 0.0), "{w}");
+    }
+    for m in &models[1..] {
+        assert_eq!(m["status"], "not_available", "{}", m["name"]);
+    }
+    let csv = std::fs::read_to_string(out_dir.join("results.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("hooks,many-file,wall_ns,1,")),
+        "{csv}"
+    );
+}
