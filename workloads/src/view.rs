@@ -217,12 +217,19 @@ fn walk_dir(
         if spec.excluded.iter().any(|x| x == &rel) {
             continue;
         }
-        let abs = abs_dir.join(&name);
+        let mut abs = abs_dir.join(&name);
         let mut meta =
             fs::symlink_metadata(&abs).with_context(|| format!("lstat {}", abs.display()))?;
-        if meta.file_type().is_symlink() && is_internal_link(spec, &abs)? {
-            meta = fs::metadata(&abs)
-                .with_context(|| format!("following model symlink {}", abs.display()))?;
+        if meta.file_type().is_symlink() {
+            if let Some(target) = internal_link_target(spec, &abs)? {
+                // Exactly one level of the model's indirection is seen through: the store
+                // entry may itself be a package's symlink, which the view must show as one.
+                meta = fs::symlink_metadata(&target)
+                    .with_context(|| format!("following model symlink {}", abs.display()))?;
+                if meta.file_type().is_symlink() {
+                    abs = target;
+                }
+            }
         }
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
@@ -247,12 +254,17 @@ fn walk_dir(
     Ok(())
 }
 
-fn is_internal_link(spec: &ViewSpec, link: &Path) -> Result<bool> {
+/// The target of `link` when it is the model's own indirection (module doc).
+fn internal_link_target(spec: &ViewSpec, link: &Path) -> Result<Option<PathBuf>> {
     if spec.internal_roots.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
     let target = fs::read_link(link).with_context(|| format!("readlink {}", link.display()))?;
-    Ok(spec.internal_roots.iter().any(|r| target.starts_with(r)))
+    Ok(spec
+        .internal_roots
+        .iter()
+        .any(|r| target.starts_with(r))
+        .then_some(target))
 }
 
 /// Hashes a file's contents with sha256, streaming.
@@ -367,8 +379,20 @@ mod tests {
         let profile = tempfile::tempdir().unwrap();
         tree(store.path());
         tree(plain.path());
-        // A profile whose `usr` is one symlink into the store, as buildEnv makes it.
-        symlink(store.path().join("usr"), profile.path().join("usr")).unwrap();
+        // A profile whose `usr/bin` is one symlink into the store, as buildEnv makes it,
+        // and whose `usr/alias` links to the store's entry, itself a package symlink.
+        fs::create_dir(profile.path().join("usr")).unwrap();
+        symlink(store.path().join("usr/bin"), profile.path().join("usr/bin")).unwrap();
+        symlink(
+            store.path().join("usr/alias"),
+            profile.path().join("usr/alias"),
+        )
+        .unwrap();
+        symlink(
+            store.path().join("usr/readme"),
+            profile.path().join("usr/readme"),
+        )
+        .unwrap();
         let want = digest_view(&ViewSpec::plain(plain.path())).unwrap();
         let seen_through = digest_view(&ViewSpec {
             root: profile.path().into(),
