@@ -56,23 +56,9 @@ pub fn run_conformance(
     let target = work.join("target");
     std::fs::create_dir_all(&mirror)?;
     std::fs::create_dir_all(&target)?;
-    let artifacts = corpus
-        .packages
+    let artifacts = crate::mirror::package_trees(corpus)
         .iter()
-        .map(|p| {
-            model.pack(
-                &models::PackageTree {
-                    name: p.name.clone(),
-                    version: p.version.clone(),
-                    root: p.root.clone(),
-                    depends: p.depends.clone(),
-                    pre_depends: p.pre_depends.clone(),
-                    scripts: p.scripts.clone(),
-                    triggers: p.triggers.clone(),
-                },
-                &mirror,
-            )
-        })
+        .map(|tree| model.pack(tree, &mirror))
         .collect::<Result<Vec<_>>>()
         .context("pack")?;
     let ctx = models::RunCtx {

@@ -11,6 +11,7 @@ pub mod mock;
 pub mod namespace;
 pub mod progress;
 pub mod requirements;
+pub mod resources;
 pub mod results;
 pub mod runner;
 pub mod stats;

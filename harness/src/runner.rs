@@ -6,6 +6,7 @@
 
 use crate::caches::CacheControl;
 use crate::conformance::{check_view, view_spec};
+use crate::resources::{disk_usage, peak_rss_bytes, reset_peak_rss, Counters};
 use crate::results::{ModelResult, Status, WorkloadResult};
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
@@ -88,21 +89,28 @@ pub struct ReadSet<'a> {
     pub misses: &'a [PathBuf],
 }
 
+/// Everything one model's measurement works on.
+pub struct Setup<'a> {
+    /// The packed corpus on the model's mirror.
+    pub artifacts: &'a [Artifact],
+    pub mirror: &'a Path,
+    /// The directory the model installs into; emptied before every install.
+    pub target: &'a Path,
+    pub reads: ReadSet<'a>,
+    pub plan: &'a Plan,
+}
+
 /// Measures one model. Never fails: a failure is recorded in the result's status with
 /// its reason, and everything set up is torn down.
-#[allow(clippy::too_many_arguments)]
 pub fn run_model(
     model: &mut dyn Model,
     stands_for: &str,
-    artifacts: &[Artifact],
-    mirror: &Path,
-    target: &Path,
-    reads: &ReadSet<'_>,
-    plan: &Plan,
+    setup: &Setup<'_>,
     caches: &mut dyn CacheControl,
     events: &mut Vec<Event>,
     progress: &dyn Fn(&str),
 ) -> ModelResult {
+    let (plan, reads) = (setup.plan, &setup.reads);
     let mut result = ModelResult::new(model.name(), stands_for, Status::Ok, None);
     let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
     let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
@@ -116,11 +124,7 @@ pub fn run_model(
         };
         let outcome = one_iteration(
             model,
-            artifacts,
-            mirror,
-            target,
-            reads,
-            plan,
+            setup,
             caches,
             cold_refusal.is_none(),
             events,
@@ -159,7 +163,7 @@ pub fn run_model(
             }
         }
     }
-    let _ = fs::remove_dir_all(target);
+    let _ = fs::remove_dir_all(setup.target);
     result.view_digest = Some(reads.expected.hex());
     result.digest_matches = Some(true);
     for workload in &plan.workloads {
@@ -190,19 +194,15 @@ enum IterationOutcome {
     ViewDiffers(crate::conformance::ViewCheck),
 }
 
-#[allow(clippy::too_many_arguments)]
 fn one_iteration(
     model: &mut dyn Model,
-    artifacts: &[Artifact],
-    mirror: &Path,
-    target: &Path,
-    reads: &ReadSet<'_>,
-    plan: &Plan,
+    setup: &Setup<'_>,
     caches: &mut dyn CacheControl,
     can_drop: bool,
     events: &mut Vec<Event>,
     progress: &dyn Fn(&str),
 ) -> Result<IterationOutcome> {
+    let (plan, reads, target) = (setup.plan, &setup.reads, setup.target);
     let mut measured: BTreeMap<Workload, BTreeMap<String, f64>> = BTreeMap::new();
     progress("emptying target");
     empty_dir(target)?;
@@ -214,16 +214,15 @@ fn one_iteration(
     progress("install");
     let ctx = RunCtx {
         target: target.to_path_buf(),
-        mirror: mirror.to_path_buf(),
+        mirror: setup.mirror.to_path_buf(),
         durability: plan.durability,
         jobs: plan.jobs,
     };
-    let start = Instant::now();
-    let phases = model.install(artifacts, &ctx).context("install")?;
-    let wall = start.elapsed();
-    events.push(Event::Install);
+    let sample = SampleClock::start();
+    let phases = model.install(setup.artifacts, &ctx).context("install")?;
     let metrics = measured.entry(Workload::Install).or_default();
-    metrics.insert("wall_ns".into(), wall.as_nanos() as f64);
+    sample.stop(metrics);
+    events.push(Event::Install);
     for (phase, d) in &phases.phases {
         metrics.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
     }
@@ -235,6 +234,11 @@ fn one_iteration(
     if !check.matches {
         return Ok(IterationOutcome::ViewDiffers(check));
     }
+    let installed = disk_usage(target).context("measuring the installed state")?;
+    measured
+        .entry(Workload::Install)
+        .or_default()
+        .insert("installed_bytes".into(), installed as f64);
 
     if !can_drop {
         return Ok(IterationOutcome::Measured(measured));
@@ -251,16 +255,15 @@ fn one_iteration(
             .context("resetting the model's caches")?;
         events.push(Event::ResetModelCaches);
         progress(workload.name());
-        let start = Instant::now();
+        let sample = SampleClock::start();
         let counts = match workload {
             Workload::ColdRead => cold_read(&view.root, reads.cold_files),
             _ => many_file(&spec, reads.misses),
         }
         .with_context(|| workload.name().to_string())?;
-        let wall = start.elapsed();
-        events.push(Event::Sample(workload));
         let m = measured.entry(workload).or_default();
-        m.insert("wall_ns".into(), wall.as_nanos() as f64);
+        sample.stop(m);
+        events.push(Event::Sample(workload));
         m.insert("read_bytes".into(), counts.bytes_read as f64);
         m.insert("files_read_count".into(), counts.files_read as f64);
         if workload == Workload::ManyFile {
@@ -269,6 +272,33 @@ fn one_iteration(
         }
     }
     Ok(IterationOutcome::Measured(measured))
+}
+
+/// Wall time and resource counters of one sample.
+struct SampleClock {
+    start: Instant,
+    counters: Counters,
+}
+
+impl SampleClock {
+    fn start() -> Self {
+        reset_peak_rss();
+        SampleClock {
+            counters: Counters::now(),
+            start: Instant::now(),
+        }
+    }
+
+    /// Records `wall_ns`, CPU, I/O and peak memory of the sample into `metrics`.
+    fn stop(self, metrics: &mut BTreeMap<String, f64>) {
+        let wall = self.start.elapsed();
+        let after = Counters::now();
+        metrics.insert("wall_ns".into(), wall.as_nanos() as f64);
+        for (k, v) in self.counters.metrics_until(&after) {
+            metrics.insert(k.into(), v);
+        }
+        metrics.insert("peak_rss_bytes".into(), peak_rss_bytes() as f64);
+    }
 }
 
 /// Removes everything below `dir` and leaves it an empty directory.

@@ -22,7 +22,7 @@ fn root_hooks_passes_conformance_with_hooks_in_order() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
+    let corpus = corpus::open(SUBSET, work.path(), &|_, _| {}).unwrap();
     let mut model = HooksModel::new();
     model.trace = Some(Vec::new());
     let times = run_conformance(&mut model, &corpus, work.path()).unwrap();

@@ -6,7 +6,7 @@ use anyhow::Result;
 use harness::caches::CacheControl;
 use harness::mock::{MockLog, MockModel};
 use harness::results::Status;
-use harness::runner::{run_model, Event, Plan, ReadSet, Workload};
+use harness::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
 use models::{Durability, Model, PackageTree};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -84,11 +84,6 @@ fn measure(
         .collect();
     let cold = vec!["usr/lib/liba.so".to_string()];
     let misses = miss_list();
-    let reads = ReadSet {
-        expected: &f.expected,
-        cold_files: &cold,
-        misses: &misses,
-    };
     let plan = Plan {
         workloads: Workload::ALL.to_vec(),
         runs: 3,
@@ -100,18 +95,18 @@ fn measure(
     // Leftovers of an earlier run must not survive into the first install.
     fs::create_dir_all(target.join("stale")).unwrap();
     let mut events = Vec::new();
-    let result = run_model(
-        model,
-        "a mock",
-        &artifacts,
-        &mirror,
-        &target,
-        &reads,
-        &plan,
-        caches,
-        &mut events,
-        &|_| {},
-    );
+    let setup = Setup {
+        artifacts: &artifacts,
+        mirror: &mirror,
+        target: &target,
+        reads: ReadSet {
+            expected: &f.expected,
+            cold_files: &cold,
+            misses: &misses,
+        },
+        plan: &plan,
+    };
+    let result = run_model(model, "a mock", &setup, caches, &mut events, &|_| {});
     (result, events)
 }
 

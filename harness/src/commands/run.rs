@@ -5,7 +5,7 @@
 use crate::caches::KernelCaches;
 use crate::cli::RunArgs;
 use crate::host::{git_commit, host_facts};
-use crate::mirror::prepare_mirror;
+use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
 use crate::progress::{bar, spinner};
 use crate::requirements::unmet;
@@ -15,9 +15,9 @@ use crate::results::table::render_table;
 use crate::results::{
     CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION,
 };
-use crate::runner::{run_model, Event, Plan, ReadSet, Workload};
+use crate::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
 use anyhow::{bail, Context, Result};
-use models::{catalog, Durability, ModelOptions, PackageTree};
+use models::{catalog, Durability, ModelOptions};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,11 +89,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let trees = package_trees(&corpus);
     let cold_files = corpus.largest_files(COLD_READ_FILES);
     let misses = miss_list();
-    let reads = ReadSet {
-        expected: &corpus.digest,
-        cold_files: &cold_files,
-        misses: &misses,
-    };
     let plan = Plan {
         workloads,
         runs: args.runs,
@@ -153,14 +148,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         let target = args.work_dir.join("targets").join(info.name);
         let sp = spinner(info.name);
         let mut events: Vec<Event> = Vec::new();
+        let setup = Setup {
+            artifacts: &mirror.artifacts,
+            mirror: &mirror.dir,
+            target: &target,
+            reads: ReadSet {
+                expected: &corpus.digest,
+                cold_files: &cold_files,
+                misses: &misses,
+            },
+            plan: &plan,
+        };
         let mut result = run_model(
             model.as_mut(),
             info.stands_for,
-            &mirror.artifacts,
-            &mirror.dir,
-            &target,
-            &reads,
-            &plan,
+            &setup,
             &mut caches,
             &mut events,
             &|step| sp.set_message(step.to_string()),
@@ -221,7 +223,7 @@ pub fn select_models(spec: &str) -> Result<Vec<String>> {
 
 fn open_corpus(name: &str, work_dir: &Path) -> Result<Corpus> {
     let pb = bar("corpus", 0);
-    let corpus = corpus::open(name, &work_dir.join("corpora"), &|done, total| {
+    let corpus = corpus::open(name, work_dir, &|done, total| {
         pb.set_length(total);
         pb.set_position(done);
     });
@@ -243,22 +245,6 @@ fn corpus_key(corpus: &Corpus) -> String {
         })
         .collect();
     format!("{name}-g{GENERATOR_VERSION}")
-}
-
-fn package_trees(corpus: &Corpus) -> Vec<PackageTree> {
-    corpus
-        .packages
-        .iter()
-        .map(|p| PackageTree {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            root: p.root.clone(),
-            depends: p.depends.clone(),
-            pre_depends: p.pre_depends.clone(),
-            scripts: p.scripts.clone(),
-            triggers: p.triggers.clone(),
-        })
-        .collect()
 }
 
 fn corpus_record(corpus: &Corpus) -> CorpusRecord {
