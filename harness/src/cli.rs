@@ -22,6 +22,21 @@ pub enum Command {
     List,
     /// Say what this machine can run, and for each thing it cannot, why.
     Doctor(DoctorArgs),
+    /// Judge NEW against BASE: per model, workload and metric regressed, improved or
+    /// unchanged; exit 1 when anything regressed, 2 on unusable input.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Noise threshold: a change counts only when its whole interval lies beyond it.
+        #[arg(long, default_value = "5%")]
+        threshold: String,
+        /// Metrics to compare, comma-separated (default: every time, `*_ns`).
+        #[arg(long)]
+        metrics: Option<String>,
+        /// Print the verdicts but exit 0 even on a regression (CI on noisy machines).
+        #[arg(long)]
+        report_only: bool,
+    },
     /// Pack a directory tree into an archive.
     Pack {
         /// Archive format (tar).

@@ -4,6 +4,7 @@
 pub mod caches;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod conformance;
 pub mod host;
 pub mod mirror;

@@ -11,6 +11,19 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::List => commands::list::list(),
         Command::Doctor(args) => commands::doctor::doctor(&args),
+        Command::Compare {
+            base,
+            new,
+            threshold,
+            metrics,
+            report_only,
+        } => commands::compare::compare_files(
+            &base,
+            &new,
+            &threshold,
+            metrics.as_deref(),
+            report_only,
+        ),
         Command::Pack {
             format,
             src_dir,

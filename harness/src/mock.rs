@@ -1,5 +1,7 @@
-//! A mock model for tests of the runner and, later, of regression detection: it installs
-//! by copying package trees, and can be told to corrupt its view.
+//! A mock model with known timings, for tests of the runner and of regression detection:
+//! it installs by copying package trees, takes a set extra time, and can be told to
+//! corrupt its view. `Slowed` wraps any model and makes its install a set factor slower
+//! (object_store's throttle decorator, for models), so `compare` can be shown to catch it.
 
 use anyhow::{Context, Result};
 use models::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
@@ -7,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What the mock saw, in order: "install(empty)", "reset", "teardown".
 pub type MockLog = Arc<Mutex<Vec<String>>>;
@@ -16,6 +19,8 @@ pub struct MockModel {
     pub root: Option<PathBuf>,
     /// When set, the install leaves out this path (relative), so the view differs.
     pub drop_path: Option<PathBuf>,
+    /// Time the install takes on top of copying: a known timing.
+    pub install_delay: Duration,
     pub log: MockLog,
 }
 
@@ -56,6 +61,7 @@ impl Model for MockModel {
         self.note(format!("install(empty={empty})"));
         let root = ctx.target.join("view");
         let mut times = PhaseTimes::default();
+        times.time("delay", || std::thread::sleep(self.install_delay));
         for art in set {
             times.time("copy", || copy_tree(&ctx.mirror.join(&art.files[0]), &root))?;
         }
@@ -100,4 +106,101 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Any model with its install made `factor` times slower: after the inner install, the
+/// wrapper waits (factor - 1) times as long as the install took.
+pub struct Slowed<M: Model> {
+    pub inner: M,
+    pub factor: f64,
+}
+
+impl<M: Model> Model for Slowed<M> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn requirements(&self) -> Requirements {
+        self.inner.requirements()
+    }
+    fn format_version(&self) -> u32 {
+        self.inner.format_version()
+    }
+    fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
+        self.inner.pack(pkg, mirror)
+    }
+    fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        let start = Instant::now();
+        let mut times = self.inner.install(set, ctx)?;
+        let extra = start.elapsed().mul_f64((self.factor - 1.0).max(0.0));
+        times.time("slowdown", || std::thread::sleep(extra));
+        Ok(times)
+    }
+    fn view(&self) -> View {
+        self.inner.view()
+    }
+    fn reset_caches(&mut self) -> Result<()> {
+        self.inner.reset_caches()
+    }
+    fn teardown(&mut self) -> Result<()> {
+        self.inner.teardown()
+    }
+}
+
+/// Cache control for tests: counts drops instead of dropping (no root needed), or
+/// refuses like an unprivileged machine.
+#[derive(Default)]
+pub struct FakeCaches {
+    pub drops: usize,
+    pub refuse: bool,
+}
+
+impl crate::caches::CacheControl for FakeCaches {
+    fn drop_caches(&mut self) -> Result<()> {
+        anyhow::ensure!(!self.refuse, "drop_caches called although can_drop refused");
+        self.drops += 1;
+        Ok(())
+    }
+    fn can_drop(&self) -> Result<()> {
+        anyhow::ensure!(!self.refuse, "no privilege to drop caches (a test's fake)");
+        Ok(())
+    }
+}
+
+/// A results file around `models`, with this machine's facts and a made-up corpus.
+pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results::RunResults {
+    use crate::results::*;
+    RunResults {
+        schema_version: SCHEMA_VERSION,
+        tool: ToolFacts {
+            name: "pkgbench",
+            version: env!("CARGO_PKG_VERSION"),
+            git_commit: "test".into(),
+        },
+        started_utc: "2026-01-01T00:00:00Z".into(),
+        finished_utc: None,
+        host: crate::host::host_facts(Path::new("/")),
+        config: RunConfigRecord {
+            models: models.iter().map(|m| m.name.clone()).collect(),
+            workloads: vec!["install".into()],
+            corpus: "test".into(),
+            runs: 3,
+            warmup: 1,
+            durability: "native".into(),
+            jobs: 1,
+            work_dir: "/tmp".into(),
+            private_mount_namespace: false,
+            caches_dropped: true,
+        },
+        corpus: CorpusRecord {
+            name: "test".into(),
+            generator_version: 1,
+            packages: 2,
+            files: 2,
+            dirs: 3,
+            symlinks: 0,
+            file_bytes: 7000,
+            digest: "0".repeat(64),
+        },
+        models,
+    }
 }

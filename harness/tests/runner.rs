@@ -2,9 +2,7 @@
 //! caches dropped before every cold sample, the target empty before every install, and a
 //! model whose view differs getting no timings.
 
-use anyhow::Result;
-use harness::caches::CacheControl;
-use harness::mock::{MockLog, MockModel};
+use harness::mock::{FakeCaches, MockLog, MockModel};
 use harness::results::Status;
 use harness::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
 use models::{Durability, Model, PackageTree};
@@ -12,26 +10,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use workloads::reads::miss_list;
 use workloads::view::{digest_view, TreeDigest, ViewSpec};
-
-#[derive(Default)]
-struct RecordingCaches {
-    drops: usize,
-    refuse: bool,
-}
-
-impl CacheControl for RecordingCaches {
-    fn drop_caches(&mut self) -> Result<()> {
-        assert!(!self.refuse, "drop_caches called although can_drop refused");
-        self.drops += 1;
-        Ok(())
-    }
-    fn can_drop(&self) -> Result<()> {
-        if self.refuse {
-            anyhow::bail!("no privilege in this test")
-        }
-        Ok(())
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -72,7 +50,7 @@ fn fixture() -> Fixture {
 
 fn measure(
     model: &mut MockModel,
-    caches: &mut RecordingCaches,
+    caches: &mut FakeCaches,
     f: &Fixture,
 ) -> (harness::results::ModelResult, Vec<Event>) {
     let mirror = f.base.join("mirror");
@@ -118,7 +96,7 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         log: log.clone(),
         ..Default::default()
     };
-    let mut caches = RecordingCaches::default();
+    let mut caches = FakeCaches::default();
     let (result, events) = measure(&mut model, &mut caches, &f);
     assert_eq!(result.status, Status::Ok, "{:?}", result.reason);
     assert_eq!(result.digest_matches, Some(true));
@@ -175,7 +153,7 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
 fn without_the_privilege_to_drop_caches_cold_samples_are_refused_not_recorded_warm() {
     let f = fixture();
     let mut model = MockModel::default();
-    let mut caches = RecordingCaches {
+    let mut caches = FakeCaches {
         refuse: true,
         ..Default::default()
     };
@@ -209,7 +187,7 @@ fn a_model_whose_view_differs_is_refused_and_the_paths_are_named() {
         drop_path: Some(PathBuf::from("usr/bin/tool")),
         ..Default::default()
     };
-    let mut caches = RecordingCaches::default();
+    let mut caches = FakeCaches::default();
     let (result, events) = measure(&mut model, &mut caches, &f);
     assert_eq!(result.status, Status::Failed);
     assert_eq!(result.digest_matches, Some(false));

@@ -1,16 +1,14 @@
 //! results.json and results/SCHEMA.md stay in step: every field the harness writes is
 //! documented, and every documented field is written.
 
-use harness::host::host_facts;
+use harness::mock::results_with;
+use harness::results::bmf::to_bmf;
 use harness::results::csv::{to_csv, HEADER};
-use harness::results::{
-    CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, WorkloadResult,
-    SCHEMA_VERSION,
-};
+use harness::results::github_benchmark::to_github_benchmark;
+use harness::results::{ModelResult, RunResults, Status, WorkloadResult};
 use harness::stats::Summary;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
 
 fn sample_results() -> RunResults {
     let mut model = ModelResult::new("hooks", "dpkg", Status::Ok, None);
@@ -21,40 +19,7 @@ fn sample_results() -> RunResults {
     w.metrics
         .insert("wall_ns".into(), Summary::of(&[3.0, 1.0, 2.0]).unwrap());
     model.workloads.insert("install".into(), w);
-    RunResults {
-        schema_version: SCHEMA_VERSION,
-        tool: ToolFacts {
-            name: "pkgbench",
-            version: "0",
-            git_commit: "x".into(),
-        },
-        started_utc: "t".into(),
-        finished_utc: None,
-        host: host_facts(Path::new("/")),
-        config: RunConfigRecord {
-            models: vec!["hooks".into()],
-            workloads: vec!["install".into()],
-            corpus: "c".into(),
-            runs: 3,
-            warmup: 1,
-            durability: "native".into(),
-            jobs: 16,
-            work_dir: "/w".into(),
-            private_mount_namespace: true,
-            caches_dropped: true,
-        },
-        corpus: CorpusRecord {
-            name: "c".into(),
-            generator_version: 1,
-            packages: 1,
-            files: 1,
-            dirs: 1,
-            symlinks: 0,
-            file_bytes: 1,
-            digest: "d".into(),
-        },
-        models: vec![model],
-    }
+    results_with(vec![model])
 }
 
 fn field_paths(value: &Value, prefix: &str, parent_key: &str, out: &mut BTreeSet<String>) {
@@ -127,4 +92,24 @@ fn csv_has_one_row_per_sample() {
             "hooks,install,wall_ns,2,2"
         ]
     );
+}
+
+#[test]
+fn every_exporter_writes_what_its_consumer_parses() {
+    let results = sample_results();
+    // Bencher's BMF: benchmark -> measure -> value with bounds.
+    let bmf: Value =
+        serde_json::from_str(&serde_json::to_string(&to_bmf(&results)).unwrap()).unwrap();
+    let m = &bmf["hooks/install"]["wall_ns"];
+    assert_eq!(m["value"], 2.0);
+    assert!(m["lower_value"].as_f64().unwrap() <= 2.0 && m["upper_value"].as_f64().unwrap() >= 2.0);
+    // github-action-benchmark customSmallerIsBetter: a list of name, unit, value.
+    let gab: Value =
+        serde_json::from_str(&serde_json::to_string(&to_github_benchmark(&results)).unwrap())
+            .unwrap();
+    let entries = gab.as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["name"], "hooks install wall_ns");
+    assert_eq!(entries[0]["unit"], "ns");
+    assert_eq!(entries[0]["value"], 2.0);
 }

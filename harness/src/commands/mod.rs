@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod archive;
+pub mod compare;
 pub mod doctor;
 pub mod list;
 pub mod run;

@@ -9,8 +9,10 @@ use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
 use crate::progress::{bar, spinner};
 use crate::requirements::unmet;
+use crate::results::bmf::to_bmf;
 use crate::results::csv::write_csv;
-use crate::results::json::write_json;
+use crate::results::github_benchmark::to_github_benchmark;
+use crate::results::json::{write_json, write_value};
 use crate::results::table::render_table;
 use crate::results::{
     CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION,
@@ -195,9 +197,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// Every export of the one result: JSON, long CSV, Bencher's BMF, github-action-benchmark.
 fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
     write_json(results, &out_dir.join("results.json"))?;
-    write_csv(results, &out_dir.join("results.csv"))
+    write_csv(results, &out_dir.join("results.csv"))?;
+    write_value(&to_bmf(results), &out_dir.join("bmf.json"))?;
+    write_value(
+        &to_github_benchmark(results),
+        &out_dir.join("github-benchmark.json"),
+    )
 }
 
 /// Validates `--model`: all, or names of the catalog.

@@ -1,7 +1,10 @@
-//! The one internal result of a run, and its exporters (JSON, long CSV, terminal table).
+//! The one internal result of a run, and its exporters (JSON, long CSV, Bencher's BMF,
+//! github-action-benchmark's custom JSON, the terminal table).
 //! `results/SCHEMA.md` documents every field of the JSON; keep the two in step.
 
+pub mod bmf;
 pub mod csv;
+pub mod github_benchmark;
 pub mod json;
 pub mod table;
 

@@ -1,0 +1,27 @@
+//! Bencher's Metric Format (BMF): `{"MODEL/WORKLOAD": {"METRIC": {"value", "lower_value",
+//! "upper_value"}}}`, the median with its 95% interval, for `bencher run --adapter json`.
+
+use super::RunResults;
+use serde_json::{json, Map, Value};
+
+pub fn to_bmf(results: &RunResults) -> Value {
+    let mut out = Map::new();
+    for model in &results.models {
+        for (workload, w) in &model.workloads {
+            let mut measures = Map::new();
+            for (metric, s) in &w.metrics {
+                measures.insert(
+                    metric.clone(),
+                    json!({"value": s.median, "lower_value": s.ci95_low, "upper_value": s.ci95_high}),
+                );
+            }
+            if !measures.is_empty() {
+                out.insert(
+                    format!("{}/{}", model.name, workload),
+                    Value::Object(measures),
+                );
+            }
+        }
+    }
+    Value::Object(out)
+}
