@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) is glue over these modules.
 
 pub mod caches;
+pub mod calibrate;
 pub mod cli;
 pub mod commands;
 pub mod compare;

@@ -3,6 +3,7 @@
 //! write results after each model so a late failure loses nothing.
 
 use crate::caches::KernelCaches;
+use crate::calibrate::{calibrate, fractions, Calibration};
 use crate::cli::RunArgs;
 use crate::host::{git_commit, host_facts};
 use crate::mirror::{package_trees, prepare_mirror};
@@ -18,8 +19,10 @@ use crate::results::{
     CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION,
 };
 use crate::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
+use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
 use models::{catalog, Durability, ModelOptions};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,6 +65,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("harness: cannot drop caches (needs root): cold-read and many-file samples will be refused, not recorded warm");
     }
 
+    let sp = spinner("calibrate");
+    sp.set_message("the work directory's read, write and create limits");
+    let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
+    sp.finish_and_clear();
+
     let mut results = RunResults {
         schema_version: SCHEMA_VERSION,
         tool: ToolFacts {
@@ -85,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             caches_dropped,
         },
         corpus: corpus_record(&corpus),
+        calibration: calibration.clone(),
         models: Vec::new(),
     };
 
@@ -171,6 +180,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         );
         sp.finish_and_clear();
         result.mirror_bytes = Some(mirror.bytes());
+        add_limit_fractions(
+            &mut result,
+            &calibration,
+            durability != Durability::None,
+            results.corpus.files,
+        );
         eprintln!(
             "harness: {}: {}",
             info.name,
@@ -206,6 +221,29 @@ fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
         &to_github_benchmark(results),
         &out_dir.join("github-benchmark.json"),
     )
+}
+
+/// Adds to every sample its rate and its fraction of the calibrated limit that bounds it.
+fn add_limit_fractions(result: &mut ModelResult, cal: &Calibration, durable: bool, files: u64) {
+    for (workload, w) in result.workloads.iter_mut() {
+        let runs = w.metrics.get("wall_ns").map_or(0, |s| s.samples.len());
+        let mut derived: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for i in 0..runs {
+            let sample: BTreeMap<String, f64> = w
+                .metrics
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), *s.samples.get(i)?)))
+                .collect();
+            for (k, v) in fractions(cal, workload, durable, &sample, files) {
+                derived.entry(k).or_default().push(v);
+            }
+        }
+        for (k, v) in derived {
+            if let Some(summary) = Summary::of(&v) {
+                w.metrics.insert(k, summary);
+            }
+        }
+    }
 }
 
 /// Validates `--model`: all, or names of the catalog.

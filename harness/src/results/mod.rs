@@ -24,6 +24,8 @@ pub struct RunResults {
     pub host: HostFacts,
     pub config: RunConfigRecord,
     pub corpus: CorpusRecord,
+    /// The work directory's limits, measured at the start of the run.
+    pub calibration: crate::calibrate::Calibration,
     pub models: Vec<ModelResult>,
 }
 
