@@ -37,6 +37,14 @@ pub enum Command {
         #[arg(long)]
         report_only: bool,
     },
+    /// Draw the figures of one or more runs (SVG and PNG).
+    Plot {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Directory for the figures.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Pack a directory tree into an archive.
     Pack {
         /// Archive format (tar).

@@ -11,6 +11,7 @@ pub mod host;
 pub mod mirror;
 pub mod mock;
 pub mod namespace;
+pub mod plot;
 pub mod progress;
 pub mod requirements;
 pub mod resources;

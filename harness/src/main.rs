@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             metrics.as_deref(),
             report_only,
         ),
+        Command::Plot { results, out } => commands::plot::plot(&results, &out),
         Command::Pack {
             format,
             src_dir,

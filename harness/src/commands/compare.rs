@@ -1,7 +1,8 @@
 //! `harness compare BASE.json NEW.json`: per measurement a verdict; exit 1 when anything
 //! regressed (unless --report-only), 2 on unusable input, with a message, never a panic.
 
-use crate::compare::{compare, load, markdown, parse_threshold, Unusable, Verdict};
+use crate::compare::{compare, markdown, parse_threshold, Verdict};
+use crate::results::read::{load, Unusable};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;

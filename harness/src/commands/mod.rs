@@ -4,4 +4,5 @@ pub mod archive;
 pub mod compare;
 pub mod doctor;
 pub mod list;
+pub mod plot;
 pub mod run;

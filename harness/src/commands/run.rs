@@ -204,6 +204,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     fs::write(out_dir.join("summary.md"), format!("```\n{table}```\n"))
         .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
     println!("results: {}", out_dir.join("results.json").display());
+    let json = out_dir.join("results.json");
+    let figures = out_dir.join("figures");
+    match crate::results::read::load(&json).and_then(|measured| {
+        crate::plot::plot_all(
+            &[crate::plot::Series {
+                label: crate::commands::plot::series_label(&json),
+                measured,
+            }],
+            &figures,
+        )
+    }) {
+        Ok(files) => println!("figures: {} ({} files)", figures.display(), files.len()),
+        // Figures are a view of the results, which are written: say so and go on.
+        Err(e) => eprintln!("harness: drawing figures failed: {e:#}"),
+    }
     let failed = results.models.iter().any(|m| m.status == Status::Failed);
     Ok(if failed {
         ExitCode::FAILURE

@@ -1,0 +1,156 @@
+//! Per workload: grouped bars of the median wall time by model, one bar per results
+//! file in each group, with whiskers for the 95% interval of the median.
+
+use super::{both_formats, drawing, Series, FONT, PALETTE};
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// (model, [(median, low, high) per series, None where the series lacks it]).
+type Groups = Vec<(String, Vec<Option<(f64, f64, f64)>>)>;
+
+fn groups(series: &[Series], workload: &str) -> Groups {
+    let mut models: Vec<&str> = series
+        .iter()
+        .flat_map(|s| s.measured.keys())
+        .filter(|k| k.1 == workload && k.2 == "wall_ns")
+        .map(|k| k.0.as_str())
+        .collect();
+    models.dedup();
+    let mut seen = Vec::new();
+    models.retain(|m| {
+        let new = !seen.contains(m);
+        seen.push(*m);
+        new
+    });
+    models
+        .into_iter()
+        .map(|model| {
+            let bars = series
+                .iter()
+                .map(|s| {
+                    s.measured
+                        .get(&(
+                            model.to_string(),
+                            workload.to_string(),
+                            "wall_ns".to_string(),
+                        ))
+                        .map(|m| (m.median / 1e6, m.low / 1e6, m.high / 1e6))
+                })
+                .collect();
+            (model.to_string(), bars)
+        })
+        .collect()
+}
+
+pub fn plot_workload(series: &[Series], workload: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let data = groups(series, workload);
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let labels: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
+    let base = out.join(workload);
+    let title = format!("{workload}: median wall time, 95% interval");
+    both_formats(
+        &base,
+        |a| draw(a, &base, &title, &data, &labels),
+        |a| draw(a, &base, &title, &data, &labels),
+    )
+}
+
+fn draw<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    figure: &Path,
+    title: &str,
+    data: &Groups,
+    labels: &[String],
+) -> Result<()> {
+    drawing(figure, area.fill(&WHITE))?;
+    let per_group = labels.len().max(1);
+    let ymax = data
+        .iter()
+        .flat_map(|(_, bars)| bars.iter().flatten().map(|b| b.2))
+        .fold(0.0f64, f64::max)
+        * 1.15;
+    let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
+    let mut chart = drawing(
+        figure,
+        ChartBuilder::on(&area)
+            .caption(title, (FONT, 30))
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(110)
+            .build_cartesian_2d(0.0..data.len() as f64, 0.0..ymax.max(1e-3)),
+    )?;
+    drawing(
+        figure,
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(data.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("model")
+            .y_desc("wall time (ms)")
+            .label_style((FONT, 22))
+            .axis_desc_style((FONT, 24))
+            .draw(),
+    )?;
+    let width = 0.8 / per_group as f64;
+    for (g, (_, bars)) in data.iter().enumerate() {
+        for (s, bar) in bars.iter().enumerate() {
+            let Some((median, low, high)) = bar else {
+                continue;
+            };
+            let x0 = g as f64 + 0.1 + s as f64 * width;
+            let x1 = x0 + width * 0.9;
+            let colour = PALETTE[s % PALETTE.len()];
+            drawing(
+                figure,
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x1, *median)],
+                    colour.filled(),
+                ))),
+            )?;
+            let mid = (x0 + x1) / 2.0;
+            let cap = width * 0.2;
+            let series = [
+                PathElement::new(vec![(mid, *low), (mid, *high)], BLACK.stroke_width(2)),
+                PathElement::new(
+                    vec![(mid - cap, *low), (mid + cap, *low)],
+                    BLACK.stroke_width(2),
+                ),
+                PathElement::new(
+                    vec![(mid - cap, *high), (mid + cap, *high)],
+                    BLACK.stroke_width(2),
+                ),
+            ];
+            let anno = chart.draw_series(series);
+            let anno = drawing(figure, anno)?;
+            if g == 0 {
+                anno.label(labels[s].clone()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 8), (x + 16, y + 8)], colour.filled())
+                });
+            }
+        }
+    }
+    if labels.len() > 1 {
+        drawing(
+            figure,
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 22))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw(),
+        )?;
+    }
+    drawing(figure, area.present())
+}
