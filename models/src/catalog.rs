@@ -36,7 +36,7 @@ pub fn catalog() -> Vec<ModelInfo> {
         ModelInfo {
             name: "nar",
             stands_for: "Nix substitution: NAR archives restored into a store in parallel, SQLite registration, a profile of symlinks",
-            make: None,
+            make: Some(|_| Box::new(crate::nar::NarModel::new())),
         },
         ModelInfo {
             name: "fuse",
@@ -46,7 +46,7 @@ pub fn catalog() -> Vec<ModelInfo> {
         ModelInfo {
             name: "overlay",
             stands_for: "the same images loop-mounted by the kernel and combined with OverlayFS",
-            make: None,
+            make: Some(|_| Box::new(crate::overlay::OverlayModel::new())),
         },
     ]
 }

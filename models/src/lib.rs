@@ -11,7 +11,9 @@
 pub mod catalog;
 pub mod formats;
 pub mod hooks;
+pub mod nar;
 pub mod order;
+pub mod overlay;
 pub mod phases;
 
 pub use catalog::{catalog, ModelInfo, ModelOptions};

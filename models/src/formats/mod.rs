@@ -3,4 +3,6 @@
 //! their models.
 
 pub mod beneath;
+pub mod nar;
+pub mod squashfs;
 pub mod tar;
