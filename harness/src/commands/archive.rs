@@ -94,7 +94,10 @@ fn pack_nar(src: &Path, out: &Path) -> Result<ExitCode> {
 fn unpack_nar(input: &Path, dest: &Path) -> Result<ExitCode> {
     use models::formats::nar::{restore, RestoreOptions};
     if fs::symlink_metadata(dest).is_ok() {
-        bail!("{}: already exists (a NAR is restored as a new path)", dest.display());
+        bail!(
+            "{}: already exists (a NAR is restored as a new path)",
+            dest.display()
+        );
     }
     let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let report = restore(file, dest, RestoreOptions::default())

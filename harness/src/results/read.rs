@@ -86,4 +86,3 @@ pub fn load(path: &Path) -> Result<BTreeMap<Key, Measured>> {
     }
     Ok(out)
 }
-
