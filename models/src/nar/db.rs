@@ -3,12 +3,12 @@
 //!
 //! Nix opens it in WAL mode with foreign keys on and registers each substituted path in
 //! its own transaction once the path is in place (`registerValidPath`), after its
-//! references. Durability follows the issue's reading of `fsync-metadata = true`: every
-//! commit is durable (`synchronous = FULL`, which in WAL mode syncs the log at each
-//! commit). Nix's source uses `synchronous = NORMAL` for `fsync-metadata = true`, which
-//! in WAL mode syncs only at checkpoints; [`SYNC_NATIVE`] is the one line to change to
-//! model that instead. `--durability none` is `fsync-metadata = false`
-//! (`synchronous = OFF`).
+//! references. Durability follows Nix's `local-store.cc`: `fsync-metadata = true` (the
+//! default, our `native`) sets `synchronous = NORMAL`, which in WAL mode syncs the log
+//! only at checkpoints, so a commit is atomic but the last ones may roll back after a
+//! power loss; `--durability full` makes every commit durable (`synchronous = FULL`, a
+//! sync of the log at each commit) on top of Nix's `fsync-store-paths`;
+//! `--durability none` is `fsync-metadata = false` (`synchronous = OFF`).
 
 use crate::Durability;
 use anyhow::{Context, Result};
@@ -17,8 +17,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `synchronous` for native durability (see the module doc).
-const SYNC_NATIVE: &str = "FULL";
+/// `synchronous` for native durability: Nix's choice for `fsync-metadata = true`.
+const SYNC_NATIVE: &str = "NORMAL";
 
 /// Nix's `schema.sql` (the tables a substitution touches, and the rest of version 10).
 const SCHEMA: &str = "
@@ -87,7 +87,8 @@ impl StoreDb {
             Connection::open(&file).with_context(|| format!("opening {}", file.display()))?;
         let sync = match durability {
             Durability::None => "OFF",
-            Durability::Native | Durability::Full => SYNC_NATIVE,
+            Durability::Native => SYNC_NATIVE,
+            Durability::Full => "FULL",
         };
         let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_secs(3600))?;
