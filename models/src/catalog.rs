@@ -41,12 +41,17 @@ pub fn catalog() -> Vec<ModelInfo> {
         ModelInfo {
             name: "fuse",
             stands_for: "distri: one SquashFS image per package, served as one union tree by a FUSE daemon",
-            make: None,
+            make: Some(|_| Box::new(crate::fuse::FuseModel::new())),
         },
         ModelInfo {
             name: "overlay",
             stands_for: "the same images loop-mounted by the kernel and combined with OverlayFS",
             make: Some(|_| Box::new(crate::overlay::OverlayModel::new())),
+        },
+        ModelInfo {
+            name: "ref-squashfuse",
+            stands_for: "reference: the fuse model's images served by squashfuse_ll (one FUSE mount per package) under OverlayFS",
+            make: Some(|_| Box::new(crate::fuse::reference::SquashfuseModel::new())),
         },
     ]
 }

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod formats;
+pub mod fuse;
 pub mod hooks;
 pub mod nar;
 pub mod order;

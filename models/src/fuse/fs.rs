@@ -1,0 +1,322 @@
+//! The FUSE side of the daemon: fuser's `Filesystem` over the [`Union`], read-only.
+//!
+//! What makes it fast, each a knob of [`FuseOptions`] so its effect can be measured:
+//! - **worker threads**: fuser's multi-threaded session loop (`Config::n_threads`), each
+//!   thread with its own `/dev/fuse` descriptor (`clone_fd`, `FUSE_DEV_IOC_CLONE`), so
+//!   requests of parallel readers are served in parallel;
+//! - **timeouts**: entries and attributes of image content never change (images are
+//!   immutable and only ever added), so the kernel may cache them "forever" as distri
+//!   does (one year here); a new image invalidates what it changes (see `mod.rs`);
+//! - **negative entries**: a miss is answered with node 0 and the entry timeout, which the
+//!   kernel keeps as a negative dentry: the next identical miss never reaches us;
+//! - **keep_cache** on open (`FOPEN_KEEP_CACHE`): the page cache of a file survives its
+//!   close; and `FOPEN_CACHE_DIR` on opendir keeps directory listings in the page cache;
+//! - **readahead and request size**: `max_readahead` as large as the kernel allows and
+//!   `FUSE_MAX_PAGES` (fuser asks for it), so a read request carries up to 1 MiB;
+//! - **readdirplus** (`FUSE_DO_READDIRPLUS` with `FUSE_READDIRPLUS_AUTO`): a listing
+//!   carries every entry's attributes, sparing one lookup per entry of a walk;
+//! - `FUSE_PARALLEL_DIROPS` (lookups in one directory in parallel) and
+//!   `FUSE_CACHE_SYMLINKS` (symlink targets in the page cache).
+//!
+//! Where it differs from distri's daemon (Go, jacobsa/fuse): one process for harness and
+//! daemon, no write support for `/ro` at all, no xattrs, and no `FUSE_PASSTHROUGH` (a
+//! file's bytes are a range inside an image, not a file the kernel could read directly).
+
+use super::image::Kind;
+use super::union::{Attr, Union};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The daemon's speed knobs. `Default` turns every one on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FuseOptions {
+    /// FUSE worker threads (1: fuser's single-threaded loop).
+    pub threads: usize,
+    /// How long the kernel may keep entries and attributes.
+    pub entry_timeout: Duration,
+    /// Answer misses with a cacheable negative entry.
+    pub negative_entries: bool,
+    /// `FOPEN_KEEP_CACHE` on files and `FOPEN_CACHE_DIR` on directories.
+    pub keep_cache: bool,
+    /// Readahead requested from the kernel, in bytes (it may allow less).
+    pub max_readahead: u32,
+    /// Ask for `FUSE_DO_READDIRPLUS`.
+    pub readdirplus: bool,
+}
+
+/// Entries and attributes of immutable images: as good as forever.
+pub const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions {
+            threads: 4,
+            entry_timeout: FOREVER,
+            negative_entries: true,
+            keep_cache: true,
+            max_readahead: 1 << 20,
+            readdirplus: true,
+        }
+    }
+}
+
+/// fuser's filesystem over the union.
+pub struct UnionFs {
+    pub union: Arc<Union>,
+    pub options: FuseOptions,
+}
+
+fn errno(e: &anyhow::Error) -> Errno {
+    // An image that cannot be read is an I/O error to the reader; the cause is logged
+    // nowhere else, so it goes to stderr once per failing request.
+    eprintln!("pkgbench fuse: {e:#}");
+    Errno::EIO
+}
+
+fn file_attr(ino: u64, a: &Attr) -> FileAttr {
+    let time = UNIX_EPOCH + Duration::from_secs(u64::from(a.mtime));
+    let kind = match a.kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        kind,
+        perm: a.mode,
+        nlink: a.nlink.max(1),
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        // The image's block size: programs size their reads by st_blksize.
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+impl UnionFs {
+    fn cache_flags(&self, dir: bool) -> FopenFlags {
+        match (self.options.keep_cache, dir) {
+            (false, _) => FopenFlags::empty(),
+            (true, false) => FopenFlags::FOPEN_KEEP_CACHE,
+            (true, true) => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+        }
+    }
+
+    /// `.` and `..` first, then the children from index `offset - 2`.
+    fn dot_entries(&self, ino: u64) -> [(u64, &'static [u8]); 2] {
+        let parent = self.union.parent(ino).unwrap_or(ino);
+        [(ino, b"."), (parent, b"..")]
+    }
+}
+
+/// Entries of one readdir reply: a page of the kernel's buffer holds far fewer.
+const LIST_BATCH: usize = 512;
+
+impl Filesystem for UnionFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let mut wanted = InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        if self.options.readdirplus {
+            wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
+        }
+        // Ask for each capability the kernel has; one it lacks is simply not used.
+        let available = config.capabilities() & wanted;
+        let _ = config.add_capabilities(available);
+        if let Err(nearest) = config.set_max_readahead(self.options.max_readahead) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        // Readahead and reads proceed in the background: let many be in flight.
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let ttl = self.options.entry_timeout;
+        match self.union.lookup(parent.0, name.as_bytes()) {
+            Ok(Some((ino, attr))) => reply.entry(&ttl, &file_attr(ino, &attr), Generation(0)),
+            Ok(None) if self.options.negative_entries => {
+                // Node 0 with a timeout: the kernel keeps a negative dentry.
+                let mut none = file_attr(
+                    0,
+                    &Attr {
+                        kind: Kind::File,
+                        mode: 0,
+                        uid: 0,
+                        gid: 0,
+                        mtime: 0,
+                        nlink: 1,
+                        size: 0,
+                    },
+                );
+                none.ino = INodeNo(0);
+                reply.entry(&ttl, &none, Generation(0));
+            }
+            Ok(None) => reply.error(Errno::ENOENT),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.union.attr(ino.0) {
+            Some(a) => reply.attr(&self.options.entry_timeout, &file_attr(ino.0, &a)),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.union.symlink(ino.0) {
+            Some(target) => reply.data(&target),
+            None => reply.error(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.union.attr(ino.0) {
+            Some(a) if a.kind == Kind::File => reply.opened(FileHandle(0), self.cache_flags(false)),
+            Some(_) => reply.error(Errno::EISDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(file) = self.union.file(ino.0) else {
+            return reply.error(Errno::EISDIR);
+        };
+        let want = (size as u64).min(file.loc.size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0u8; want];
+        match file.image.read_file(&file.loc, offset, &mut buf) {
+            Ok(n) => reply.data(&buf[..n]),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.union.attr(ino.0) {
+            Some(a) if a.kind == Kind::Dir => reply.opened(FileHandle(0), self.cache_flags(true)),
+            Some(_) => reply.error(Errno::ENOTDIR),
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let mut next = offset;
+        for (ino, name) in self.dot_entries(ino.0).into_iter().skip(offset as usize) {
+            next += 1;
+            if reply.add(
+                INodeNo(ino),
+                next,
+                FileType::Directory,
+                OsStr::from_bytes(name),
+            ) {
+                return reply.ok();
+            }
+        }
+        loop {
+            let batch = match self.union.list(ino.0, next as usize - 2, LIST_BATCH) {
+                Ok(b) => b,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            if batch.is_empty() {
+                return reply.ok();
+            }
+            for (i, name, child, attr) in batch {
+                next = i as u64 + 3;
+                let kind = file_attr(child, &attr).kind;
+                if reply.add(INodeNo(child), next, kind, OsStr::from_bytes(&name)) {
+                    return reply.ok();
+                }
+            }
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ttl = self.options.entry_timeout;
+        let mut next = offset;
+        for (dot, name) in self.dot_entries(ino.0).into_iter().skip(offset as usize) {
+            next += 1;
+            let Some(a) = self.union.attr(dot) else {
+                return reply.error(Errno::ENOENT);
+            };
+            if reply.add(
+                INodeNo(dot),
+                next,
+                OsStr::from_bytes(name),
+                &ttl,
+                &file_attr(dot, &a),
+                Generation(0),
+            ) {
+                return reply.ok();
+            }
+        }
+        loop {
+            let batch = match self.union.list(ino.0, next as usize - 2, LIST_BATCH) {
+                Ok(b) => b,
+                Err(e) => return reply.error(errno(&e)),
+            };
+            if batch.is_empty() {
+                return reply.ok();
+            }
+            for (i, name, child, attr) in batch {
+                next = i as u64 + 3;
+                let a = file_attr(child, &attr);
+                if reply.add(
+                    INodeNo(child),
+                    next,
+                    OsStr::from_bytes(&name),
+                    &ttl,
+                    &a,
+                    Generation(0),
+                ) {
+                    return reply.ok();
+                }
+            }
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let files = self.union.node_count() as u64;
+        reply.statfs(0, 0, 0, files, 0, 128 * 1024, 255, 0);
+    }
+}

@@ -1,0 +1,193 @@
+//! The `fuse` model: distri's package images served by a FUSE daemon as one union tree.
+//!
+//! Stands for distri (github.com/distr1/distri): every package is one uncompressed
+//! SquashFS image in an image directory; a FUSE daemon serves the union of all images
+//! (its exchange directories) and each package alone under `/ro/PKG`, reading the images
+//! itself, and caching entries and attributes "forever" since images never change.
+//! Installing is copying the image into place and telling the running daemon to pick it
+//! up: nothing is unpacked and nothing is remounted.
+//!
+//! Layout of the target: `TARGET/images/NAME_VERSION.sqfs` (the image directory) and
+//! the mount at `TARGET/ro`, holding `ro/union/` (the view, [`View::root`]) and
+//! `ro/NAME_VERSION/` per package, outside the view so the view digest is the corpus's.
+//!
+//! Install, timed in phases:
+//! 1. **mount**: start the daemon with an empty union (distri's daemon runs from boot;
+//!    here it is part of getting from an empty target to a view);
+//! 2. per package: **fetch**, copy the image into `TARGET/images` under a temporary name,
+//!    fsynced and renamed (as the `overlay` model does, see its durability note), and
+//!    **notify**, the daemon opens the image and merges it (see `daemon`).
+//!
+//! Modules: `image` reads one SquashFS image (pread fast path for uncompressed images),
+//! `union` merges images into the served tree (the rule for two packages providing the
+//! same path is documented there), `fs` is the fuser `Filesystem` with the speed knobs
+//! ([`FuseOptions`]), `daemon` mounts, notifies and unmounts, and `reference` is the
+//! `squashfuse` reference run.
+//!
+//! Where it differs from distri: the daemon is a thread of the harness, not a separate
+//! process (so its CPU and memory are counted with the harness); images are not
+//! verified against signatures; no writable `/ro` control files; hard links, xattrs and
+//! device nodes are not served. `reset_caches` empties the daemon's metadata caches and
+//! forgets every directory listing; the kernel's caches of the mount (dentries, inodes,
+//! page cache) are dropped by the harness's `drop_caches`, which covers FUSE mounts.
+
+pub mod daemon;
+pub mod fs;
+pub mod image;
+pub mod reference;
+pub mod union;
+
+pub use fs::FuseOptions;
+
+use crate::formats::squashfs::ImageOptions;
+use crate::overlay::OverlayModel;
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use anyhow::{bail, Context, Result};
+use daemon::Daemon;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The fuse model. See the module doc.
+#[derive(Default)]
+pub struct FuseModel {
+    /// How images are built on the mirror (default: uncompressed, 128 KiB blocks).
+    pub image: ImageOptions,
+    /// The daemon's speed knobs (default: all on).
+    pub options: FuseOptions,
+    daemon: Option<Daemon>,
+}
+
+impl FuseModel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The running daemon of the last install.
+    pub fn daemon(&self) -> Option<&Daemon> {
+        self.daemon.as_ref()
+    }
+
+    /// The mount point of the last install (`TARGET/ro`).
+    pub fn mountpoint(&self) -> Option<&Path> {
+        self.daemon.as_ref().map(|d| d.mountpoint.as_path())
+    }
+
+    /// Installs one more image into the running daemon: copy, then notify. What
+    /// `install` does per package; public so tests can add an image to a live mount.
+    pub fn add(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
+        let Some(daemon) = &self.daemon else {
+            bail!("fuse: no daemon running: install first");
+        };
+        let images = ctx.target.join("images");
+        let image = times.time("fetch", || fetch(art, ctx, &images))?;
+        let name = image
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("image name {} is not UTF-8", image.display()))?
+            .to_string();
+        times.time("notify", || daemon.add_image(&image, &name))
+    }
+}
+
+impl Model for FuseModel {
+    fn name(&self) -> &'static str {
+        "fuse"
+    }
+
+    fn requirements(&self) -> Requirements {
+        Requirements {
+            root: true,
+            fuse: true,
+            ..Default::default()
+        }
+    }
+
+    fn format_version(&self) -> u32 {
+        1
+    }
+
+    /// The same images as the `overlay` model.
+    fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
+        let mut packer = OverlayModel::new();
+        packer.image = self.image;
+        packer.pack(pkg, mirror)
+    }
+
+    fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        if self.daemon.is_some() {
+            bail!("fuse: install called twice without teardown");
+        }
+        let images = ctx.target.join("images");
+        let mountpoint = ctx.target.join("ro");
+        for dir in [&images, &mountpoint] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut times = PhaseTimes::default();
+        let daemon = times.time("mount", || Daemon::mount(&mountpoint, self.options))?;
+        self.daemon = Some(daemon);
+        for art in set {
+            self.add(art, ctx, &mut times)?;
+        }
+        if ctx.durability != Durability::None {
+            times.time("fetch", || sync_dir(&images))?;
+        }
+        Ok(times)
+    }
+
+    fn view(&self) -> View {
+        View {
+            root: self
+                .mountpoint()
+                .map(|m| m.join("union"))
+                .unwrap_or_default(),
+            internal_roots: Vec::new(),
+            excluded: Vec::new(),
+        }
+    }
+
+    fn reset_caches(&mut self) -> Result<()> {
+        if let Some(daemon) = &self.daemon {
+            daemon.union.forget_listings();
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        match self.daemon.take() {
+            Some(mut daemon) => daemon.unmount(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Copies the image into the image directory: under a temporary name, synced unless
+/// durability is `none`, then renamed (a daemon must never open a torn image).
+fn fetch(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBuf> {
+    let rel = art
+        .files
+        .first()
+        .with_context(|| format!("{}: artifact lists no image", art.package))?;
+    let name = rel
+        .file_name()
+        .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+    let src = ctx.mirror.join(rel);
+    let dst = images.join(name);
+    let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::copy(&src, &tmp).with_context(|| format!("fetching {}", src.display()))?;
+    if ctx.durability != Durability::None {
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, &dst).with_context(|| format!("renaming {}", dst.display()))?;
+    if ctx.durability == Durability::Full {
+        sync_dir(images)?;
+    }
+    Ok(dst)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}

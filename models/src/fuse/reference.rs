@@ -1,0 +1,216 @@
+//! The `ref-squashfuse` reference run: the `fuse` model's images served by the C
+//! implementation, Debian's `squashfuse_ll` (squashfuse's low-level-API binary, its
+//! fastest), one FUSE mount per package, combined into one tree by OverlayFS with the
+//! `overlay` model's mount code.
+//!
+//! It stands beside `fuse` (our daemon) and `overlay` (the kernel's squashfs under the
+//! same overlay) so a `fuse` number can be read against both the kernel and the C
+//! implementation on the same images. It differs from `fuse` in more than the reader:
+//! one process per image, and the union is the kernel's overlay, not the daemon's. Up to
+//! 500 packages (one overlay; `OVL_MAX_STACK`).
+//!
+//! Each `squashfuse_ll` runs in the foreground as a child of the harness with
+//! `PR_SET_PDEATHSIG`, so it dies with the harness; its mount lives in the harness's
+//! private mount namespace and goes with it. Install phases: **fetch** (as `fuse`),
+//! **squashfuse** (start each daemon and wait until its mount is up), **overlay**.
+
+use crate::formats::squashfs::ImageOptions;
+use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
+use crate::overlay::OverlayModel;
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use anyhow::{bail, Context, Result};
+use nix::mount::{umount2, MntFlags};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one `squashfuse_ll` may take to mount its image.
+const MOUNT_WAIT: Duration = Duration::from_secs(10);
+
+/// The squashfuse reference model. See the module doc.
+#[derive(Default)]
+pub struct SquashfuseModel {
+    pub image: ImageOptions,
+    state: Option<State>,
+}
+
+#[derive(Default)]
+struct State {
+    view: PathBuf,
+    /// Mount points in mount order.
+    mounts: Vec<PathBuf>,
+    daemons: Vec<Child>,
+}
+
+impl SquashfuseModel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Model for SquashfuseModel {
+    fn name(&self) -> &'static str {
+        "ref-squashfuse"
+    }
+
+    fn requirements(&self) -> Requirements {
+        Requirements {
+            root: true,
+            fuse: true,
+            overlayfs: true,
+            programs: vec!["squashfuse_ll"],
+            ..Default::default()
+        }
+    }
+
+    fn format_version(&self) -> u32 {
+        1
+    }
+
+    fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
+        let mut packer = OverlayModel::new();
+        packer.image = self.image;
+        packer.pack(pkg, mirror)
+    }
+
+    fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        if self.state.is_some() {
+            bail!("ref-squashfuse: install called twice without teardown");
+        }
+        if set.len() > MAX_LOWER_LAYERS {
+            bail!(
+                "ref-squashfuse: {} packages: one overlay takes at most {MAX_LOWER_LAYERS}",
+                set.len()
+            );
+        }
+        let images = ctx.target.join("images");
+        let layers = ctx.target.join("layers");
+        let view = ctx.target.join("view");
+        for dir in [&images, &layers, &view] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let state = self.state.insert(State {
+            view: view.clone(),
+            ..State::default()
+        });
+        let mut times = PhaseTimes::default();
+        let mut fetched = Vec::with_capacity(set.len());
+        for art in set {
+            fetched.push(times.time("fetch", || super::fetch(art, ctx, &images))?);
+        }
+        if ctx.durability != Durability::None {
+            times.time("fetch", || super::sync_dir(&images))?;
+        }
+        let mut lowers = Vec::with_capacity(set.len() + 1);
+        for (i, image) in fetched.iter().enumerate() {
+            let layer = layers.join(i.to_string());
+            times.time("squashfuse", || start_squashfuse(image, &layer, state))?;
+            lowers.push(layer);
+        }
+        if lowers.len() == 1 {
+            let empty = ctx.target.join("empty");
+            std::fs::create_dir_all(&empty)
+                .with_context(|| format!("creating {}", empty.display()))?;
+            lowers.push(empty);
+        }
+        times.time("overlay", || mount_overlay(&lowers, &view, MountApi::New))?;
+        state.mounts.push(view);
+        Ok(times)
+    }
+
+    fn view(&self) -> View {
+        View {
+            root: self
+                .state
+                .as_ref()
+                .map(|s| s.view.clone())
+                .unwrap_or_default(),
+            ..View::default()
+        }
+    }
+
+    fn reset_caches(&mut self) -> Result<()> {
+        // squashfuse keeps only small caches of its own that cannot be reached from
+        // outside; the kernel's are dropped by the harness.
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(());
+        };
+        let mut first_error = None;
+        for point in state.mounts.iter().rev() {
+            if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
+                first_error.get_or_insert_with(|| {
+                    anyhow::Error::new(e).context(format!("unmounting {}", point.display()))
+                });
+            }
+        }
+        // Each daemon exits when its mount goes; one that does not is killed.
+        for child in &mut state.daemons {
+            let start = Instant::now();
+            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < MOUNT_WAIT {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts `squashfuse_ll -f IMAGE LAYER` and waits until LAYER is a mount.
+fn start_squashfuse(image: &Path, layer: &Path, state: &mut State) -> Result<()> {
+    std::fs::create_dir(layer).with_context(|| format!("creating {}", layer.display()))?;
+    let before = std::fs::metadata(layer)
+        .with_context(|| format!("stat of {}", layer.display()))?
+        .dev();
+    let mut command = Command::new("squashfuse_ll");
+    command
+        .arg("-f")
+        .arg(image)
+        .arg(layer)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting squashfuse_ll for {}", image.display()))?;
+    state.daemons.push(child);
+    let start = Instant::now();
+    loop {
+        // The mount is up when the layer's device changes.
+        if std::fs::metadata(layer).is_ok_and(|m| m.dev() != before) {
+            state.mounts.push(layer.to_path_buf());
+            return Ok(());
+        }
+        if let Some(child) = state.daemons.last_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("squashfuse_ll {} exited with {status}", image.display());
+            }
+        }
+        if start.elapsed() > MOUNT_WAIT {
+            bail!(
+                "squashfuse_ll did not mount {} within {MOUNT_WAIT:?}",
+                image.display()
+            );
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
