@@ -5,6 +5,7 @@
 //! - `nar/restore`: the uncompressed NAR restored into a new path, canonicalised;
 //! - `squashfs/build`: the package tree packed into an uncompressed image (the mirror
 //!   side of the fuse and overlay models).
+//!
 //! Reads of an image through the FUSE daemon are measured by the harness's workloads.
 //!
 //! `cargo bench -p harness --bench formats -- --save-baseline main`, then after a change

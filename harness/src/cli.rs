@@ -1,4 +1,4 @@
-//! The command line: `harness run | list | doctor | pack | unpack`.
+//! The command line: `harness run | sweep | list | doctor | compare | plot | pack | unpack`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Install a corpus with each model and measure install and reads.
     Run(RunArgs),
+    /// Run the lifecycle of `run` on synthetic corpora of growing size (synthetic:N for
+    /// each N of --packages) and write sweep.json and scaling figures.
+    Sweep(SweepArgs),
     /// List the models, workloads and corpora.
     List,
     /// Say what this machine can run, and for each thing it cannot, why.
@@ -90,6 +93,38 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_maintainer_scripts: bool,
     /// Where results go (default results/runs/<UTC time>-<host>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where corpora, mirrors and install targets live.
+    #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Package counts: one synthetic:N corpus each, comma-separated.
+    #[arg(long, default_value = "10,100,1000")]
+    pub packages: String,
+    /// Models to run: all, or a comma-separated list (hooks,nar,fuse,overlay).
+    #[arg(long, default_value = "all")]
+    pub model: String,
+    /// Measured runs per model and package count.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Unrecorded runs before the measured ones (0 by default: every sample already
+    /// starts from an empty target and dropped caches, and a sweep has many points).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// none (no fsync of package contents), native (what the real system does), full.
+    #[arg(long, default_value = "native")]
+    pub durability: String,
+    /// Parallel jobs for models that install in parallel (Nix's max-substitution-jobs).
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+    /// overlay: cold samples of each lookup (each after dropping caches).
+    #[arg(long, default_value_t = 5)]
+    pub lookup_samples: usize,
+    /// Where results go (default results/runs/<UTC time>-<host>-sweep).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where corpora, mirrors and install targets live.

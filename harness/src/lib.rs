@@ -18,4 +18,5 @@ pub mod resources;
 pub mod results;
 pub mod runner;
 pub mod stats;
+pub mod sweep;
 pub mod testing;

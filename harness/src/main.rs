@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => commands::run::run(&args),
+        Command::Sweep(args) => commands::sweep::sweep(&args),
         Command::List => commands::list::list(),
         Command::Doctor(args) => commands::doctor::doctor(&args),
         Command::Compare {

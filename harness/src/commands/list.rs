@@ -22,5 +22,10 @@ pub fn list() -> Result<ExitCode> {
     for (name, about) in workloads::corpus::builtin() {
         println!("  {name:<15} {about}");
     }
+    println!(
+        "  {:<15} {}",
+        "synthetic:N",
+        workloads::corpus::synthetic::DESCRIPTION
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -6,3 +6,4 @@ pub mod doctor;
 pub mod list;
 pub mod plot;
 pub mod run;
+pub mod sweep;

@@ -21,7 +21,7 @@ use crate::results::{
 use crate::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
-use models::{catalog, Durability, ModelOptions};
+use models::{catalog, Durability, ModelInfo, ModelOptions, PackageTree};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -110,90 +110,23 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let options = ModelOptions {
         skip_maintainer_scripts: args.no_maintainer_scripts,
     };
-    let corpus_key = corpus_key(&corpus);
+    let corpus_key = corpus_key(&corpus)?;
+    let bench = Bench {
+        corpus: &corpus,
+        trees: &trees,
+        corpus_key: &corpus_key,
+        work_dir: &args.work_dir,
+        cold_files: &cold_files,
+        misses: &misses,
+        plan: &plan,
+        options: &options,
+        calibration: &calibration,
+    };
     for info in catalog()
         .into_iter()
         .filter(|m| selected.iter().any(|s| s == m.name))
     {
-        let Some(make) = info.make else {
-            results.models.push(ModelResult::new(
-                info.name,
-                info.stands_for,
-                Status::NotAvailable,
-                Some("not built yet in this version of pkgbench".into()),
-            ));
-            continue;
-        };
-        let mut model = make(&options);
-        let missing = unmet(&model.requirements());
-        if !missing.is_empty() {
-            results.models.push(ModelResult::new(
-                info.name,
-                info.stands_for,
-                Status::Skipped,
-                Some(missing.join("; ")),
-            ));
-            continue;
-        }
-        let pb = bar(&format!("pack {}", info.name), trees.len() as u64);
-        let mirror = prepare_mirror(
-            model.as_ref(),
-            &trees,
-            &corpus_key,
-            &args.work_dir.join("mirrors"),
-            &|done, _| pb.set_position(done),
-        );
-        pb.finish_and_clear();
-        let mirror = match mirror {
-            Ok(m) => m,
-            Err(e) => {
-                results.models.push(ModelResult::new(
-                    info.name,
-                    info.stands_for,
-                    Status::Failed,
-                    Some(format!("{e:#}")),
-                ));
-                continue;
-            }
-        };
-        let target = args.work_dir.join("targets").join(info.name);
-        let sp = spinner(info.name);
-        let mut events: Vec<Event> = Vec::new();
-        let setup = Setup {
-            artifacts: &mirror.artifacts,
-            mirror: &mirror.dir,
-            target: &target,
-            reads: ReadSet {
-                expected: &corpus.digest,
-                cold_files: &cold_files,
-                misses: &misses,
-            },
-            plan: &plan,
-        };
-        let mut result = run_model(
-            model.as_mut(),
-            info.stands_for,
-            &setup,
-            &mut caches,
-            &mut events,
-            &|step| sp.set_message(step.to_string()),
-        );
-        sp.finish_and_clear();
-        result.mirror_bytes = Some(mirror.bytes());
-        add_limit_fractions(
-            &mut result,
-            &calibration,
-            durability != Durability::None,
-            results.corpus.files,
-        );
-        eprintln!(
-            "harness: {}: {}",
-            info.name,
-            match &result.reason {
-                Some(r) => format!("{:?}: {r}", result.status),
-                None => "done".to_string(),
-            }
-        );
+        let result = measure_model(&info, &bench, &mut caches);
         results.models.push(result);
         write_outputs(&results, &out_dir)?;
     }
@@ -227,8 +160,110 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// What every model of one run is measured on: the corpus, its packages as models
+/// receive them, the reads, the plan and the calibrated limits.
+pub struct Bench<'a> {
+    pub corpus: &'a Corpus,
+    pub trees: &'a [PackageTree],
+    /// Names the corpus's mirrors under `WORK_DIR/mirrors`.
+    pub corpus_key: &'a str,
+    pub work_dir: &'a Path,
+    pub cold_files: &'a [String],
+    pub misses: &'a [PathBuf],
+    pub plan: &'a Plan,
+    pub options: &'a ModelOptions,
+    pub calibration: &'a Calibration,
+}
+
+/// Step 4 of the lifecycle for one model of the catalog: not available, skipped (with
+/// the unmet requirements), failed (packing or measuring, with the reason), or measured
+/// on its mirror (packed first if needed) with limit fractions added. Never fails.
+pub fn measure_model(
+    info: &ModelInfo,
+    bench: &Bench<'_>,
+    caches: &mut KernelCaches,
+) -> ModelResult {
+    let Some(make) = info.make else {
+        return ModelResult::new(
+            info.name,
+            info.stands_for,
+            Status::NotAvailable,
+            Some("not built yet in this version of pkgbench".into()),
+        );
+    };
+    let mut model = make(bench.options);
+    let missing = unmet(&model.requirements());
+    if !missing.is_empty() {
+        return ModelResult::new(
+            info.name,
+            info.stands_for,
+            Status::Skipped,
+            Some(missing.join("; ")),
+        );
+    }
+    let pb = bar(&format!("pack {}", info.name), bench.trees.len() as u64);
+    let mirror = prepare_mirror(
+        model.as_ref(),
+        bench.trees,
+        bench.corpus_key,
+        &bench.work_dir.join("mirrors"),
+        &|done, _| pb.set_position(done),
+    );
+    pb.finish_and_clear();
+    let mirror = match mirror {
+        Ok(m) => m,
+        Err(e) => {
+            return ModelResult::new(
+                info.name,
+                info.stands_for,
+                Status::Failed,
+                Some(format!("{e:#}")),
+            );
+        }
+    };
+    let target = bench.work_dir.join("targets").join(info.name);
+    let sp = spinner(info.name);
+    let mut events: Vec<Event> = Vec::new();
+    let setup = Setup {
+        artifacts: &mirror.artifacts,
+        mirror: &mirror.dir,
+        target: &target,
+        reads: ReadSet {
+            expected: &bench.corpus.digest,
+            cold_files: bench.cold_files,
+            misses: bench.misses,
+        },
+        plan: bench.plan,
+    };
+    let mut result = run_model(
+        model.as_mut(),
+        info.stands_for,
+        &setup,
+        caches,
+        &mut events,
+        &|step| sp.set_message(step.to_string()),
+    );
+    sp.finish_and_clear();
+    result.mirror_bytes = Some(mirror.bytes());
+    add_limit_fractions(
+        &mut result,
+        bench.calibration,
+        bench.plan.durability != Durability::None,
+        bench.corpus.digest.files() as u64,
+    );
+    eprintln!(
+        "harness: {}: {}",
+        info.name,
+        match &result.reason {
+            Some(r) => format!("{:?}: {r}", result.status),
+            None => "done".to_string(),
+        }
+    );
+    result
+}
+
 /// Every export of the one result: JSON, long CSV, Bencher's BMF, github-action-benchmark.
-fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
+pub(crate) fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
     write_json(results, &out_dir.join("results.json"))?;
     write_csv(results, &out_dir.join("results.csv"))?;
     write_value(&to_bmf(results), &out_dir.join("bmf.json"))?;
@@ -282,7 +317,7 @@ pub fn select_models(spec: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn open_corpus(name: &str, work_dir: &Path) -> Result<Corpus> {
+pub(crate) fn open_corpus(name: &str, work_dir: &Path) -> Result<Corpus> {
     let pb = bar("corpus", 0);
     let corpus = corpus::open(name, work_dir, &|done, total| {
         pb.set_length(total);
@@ -292,23 +327,17 @@ fn open_corpus(name: &str, work_dir: &Path) -> Result<Corpus> {
     corpus.with_context(|| format!("opening corpus {name}"))
 }
 
-/// The mirror cache key: corpus name (sanitised) and generator version.
-fn corpus_key(corpus: &Corpus) -> String {
-    let name: String = corpus
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{name}-g{GENERATOR_VERSION}")
+/// The mirror cache key: the corpus's cache directory name, which carries its name and
+/// every generator version, so a mirror packed from older contents is never reused.
+pub(crate) fn corpus_key(corpus: &Corpus) -> Result<String> {
+    corpus
+        .dir
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .with_context(|| format!("corpus directory {}", corpus.dir.display()))
 }
 
-fn corpus_record(corpus: &Corpus) -> CorpusRecord {
+pub(crate) fn corpus_record(corpus: &Corpus) -> CorpusRecord {
     let mut record = CorpusRecord {
         name: corpus.name.clone(),
         generator_version: GENERATOR_VERSION,
@@ -333,7 +362,7 @@ fn corpus_record(corpus: &Corpus) -> CorpusRecord {
 }
 
 /// `results/runs/<UTC time>-<host>`, e.g. `results/runs/20261125T231000Z-vm`.
-fn default_out_dir(started: SystemTime, host: &str) -> PathBuf {
+pub(crate) fn default_out_dir(started: SystemTime, host: &str) -> PathBuf {
     let stamp: String = humantime::format_rfc3339_seconds(started)
         .to_string()
         .chars()

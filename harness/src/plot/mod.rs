@@ -1,6 +1,7 @@
 //! Figures from results files, drawn with plotters as SVG and PNG, one module per figure
 //! kind (criterion's `Plotter` layout): grouped bars per workload with interval
-//! whiskers (`bars`), install phases as stacked bars (`phases`).
+//! whiskers (`bars`), install phases as stacked bars (`phases`), and scaling curves
+//! of a sweep on log axes (`scaling`).
 //!
 //! Text is drawn with DejaVu Sans, shipped inside the binary and registered with plotters
 //! at start, so PNG figures look the same on every machine: no system font lookup. SVG
@@ -9,6 +10,7 @@
 
 pub mod bars;
 pub mod phases;
+pub mod scaling;
 
 use crate::results::read::{Key, Measured};
 use anyhow::{anyhow, Context, Result};

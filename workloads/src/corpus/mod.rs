@@ -8,7 +8,8 @@
 //!
 //! Selectors: `debian-qemu` (the default), `debian-python3`, or a subset of either,
 //! `NAME:PKG1,PKG2,...`, for tests and quick runs; a subset's dependencies resolve only
-//! within the subset.
+//! within the subset. `synthetic:N` draws N packages from the embedded ones (`synthetic`),
+//! for scaling curves.
 
 mod cache;
 pub mod content;
@@ -16,8 +17,9 @@ mod generate;
 mod rng;
 pub mod script;
 mod source;
+pub mod synthetic;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Package};
 use crate::view::{Entry, TreeDigest};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -111,15 +113,16 @@ pub fn manifest(name: &str) -> Result<&'static Manifest> {
 /// calling thread after each file, and not at all when the corpus is already cached.
 pub fn open(name: &str, cache_root: &Path, progress: &dyn Fn(u64, u64)) -> Result<Corpus> {
     let selection = source::select(name)?;
-    let key = cache::cache_key(&selection.canonical);
+    let key = cache::cache_key(&selection.cache_name);
     cache::check_key(&key)?;
-    let want = cache::Metadata::new(&selection.canonical, selection.manifest_sha256);
+    let want = cache::Metadata::new(&selection.canonical, &selection.manifest_sha256);
     // Absolute, so package roots stay valid for a model that changes directory.
     let corpora = std::path::absolute(cache_root)
         .with_context(|| format!("cache directory {}", cache_root.display()))?
         .join("corpora");
     let (dir, meta, _generated) = cache::open_or_build(&corpora, &key, &want, &mut |tmp| {
-        let (packages, digest) = generate::generate(tmp, &selection.packages, progress)?;
+        let packages: Vec<&Package> = selection.packages.iter().map(|p| p.as_ref()).collect();
+        let (packages, digest) = generate::generate(tmp, &packages, progress)?;
         Ok(cache::Metadata {
             packages,
             digest,

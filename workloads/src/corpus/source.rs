@@ -1,11 +1,14 @@
-//! The embedded manifests and corpus selectors (`NAME` or `NAME:PKG1,PKG2,...`).
+//! The embedded manifests and corpus selectors (`NAME` or `NAME:PKG1,PKG2,...`, and
+//! `synthetic:N`, drawn in `synthetic`).
 //!
 //! The manifests are compiled into the binary (a user has no `../shared`), zstd-compressed
 //! as they are in `workloads/data/`, and parsed once per process.
 
+use super::synthetic;
 use crate::manifest::{self, Manifest, Package};
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
@@ -72,15 +75,30 @@ pub(crate) fn embedded(name: &str) -> Result<&'static Embedded> {
 
 /// A parsed selector.
 pub(crate) struct Selection {
-    pub manifest_sha256: &'static str,
-    /// Packages in manifest order.
-    pub packages: Vec<&'static Package>,
+    /// sha256 of what the packages were drawn from (the manifest, or for `synthetic:N`
+    /// the manifests and the synthetic version).
+    pub manifest_sha256: String,
+    /// Packages in manifest order (drawn ones for `synthetic:N`).
+    pub packages: Vec<Cow<'static, Package>>,
     /// The selector with the subset sorted and deduplicated: the cache identity.
     pub canonical: String,
+    /// What the cache directory is named after: the canonical selector, with the
+    /// synthetic version for `synthetic:N`.
+    pub cache_name: String,
 }
 
-/// Parses `NAME` or `NAME:PKG1,PKG2,...`; every named package must be in the corpus.
+/// Parses `NAME`, `NAME:PKG1,PKG2,...` (every named package must be in the corpus) or
+/// `synthetic:N`.
 pub(crate) fn select(selector: &str) -> Result<Selection> {
+    if let Some(n) = synthetic::parse_selector(selector)? {
+        let (packages, identity) = synthetic::packages(n)?;
+        return Ok(Selection {
+            manifest_sha256: identity,
+            packages: packages.into_iter().map(Cow::Owned).collect(),
+            canonical: format!("{}:{n}", synthetic::NAME),
+            cache_name: format!("{}-s{}:{n}", synthetic::NAME, synthetic::SYNTHETIC_VERSION),
+        });
+    }
     let (name, subset) = match selector.split_once(':') {
         Some((name, list)) => (name, Some(list)),
         None => (selector, None),
@@ -89,9 +107,10 @@ pub(crate) fn select(selector: &str) -> Result<Selection> {
     let (manifest, sha) = e.manifest()?;
     let Some(list) = subset else {
         return Ok(Selection {
-            manifest_sha256: sha,
-            packages: manifest.packages.iter().collect(),
+            manifest_sha256: sha.to_string(),
+            packages: manifest.packages.iter().map(Cow::Borrowed).collect(),
             canonical: name.to_string(),
+            cache_name: name.to_string(),
         });
     };
     let mut wanted = BTreeSet::new();
@@ -115,17 +134,20 @@ pub(crate) fn select(selector: &str) -> Result<Selection> {
             manifest.root_package
         );
     }
+    let canonical = format!(
+        "{name}:{}",
+        wanted.iter().copied().collect::<Vec<_>>().join(",")
+    );
     Ok(Selection {
-        manifest_sha256: sha,
+        manifest_sha256: sha.to_string(),
         packages: manifest
             .packages
             .iter()
             .filter(|p| wanted.contains(p.name.as_str()))
+            .map(Cow::Borrowed)
             .collect(),
-        canonical: format!(
-            "{name}:{}",
-            wanted.into_iter().collect::<Vec<_>>().join(",")
-        ),
+        cache_name: canonical.clone(),
+        canonical,
     })
 }
 
