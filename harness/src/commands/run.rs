@@ -262,7 +262,8 @@ pub fn measure_model(
     result
 }
 
-/// Every export of the one result: JSON, long CSV, Bencher's BMF, github-action-benchmark.
+/// Every export of the one result: JSON, long CSV, Bencher's BMF, github-action-benchmark,
+/// and the LaTeX headline table.
 pub(crate) fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> {
     write_json(results, &out_dir.join("results.json"))?;
     write_csv(results, &out_dir.join("results.csv"))?;
@@ -270,7 +271,10 @@ pub(crate) fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> 
     write_value(
         &to_github_benchmark(results),
         &out_dir.join("github-benchmark.json"),
-    )
+    )?;
+    let tex = out_dir.join("table.tex");
+    fs::write(&tex, crate::results::latex::to_latex(results))
+        .with_context(|| format!("writing {}", tex.display()))
 }
 
 /// Adds to every sample its rate and its fraction of the calibrated limit that bounds it.

@@ -1,7 +1,7 @@
 //! Install phases as stacked bars: where each model's install time goes (median of each
 //! phase, stacked in the order the model reports them).
 
-use super::{both_formats, drawing, Series, FONT, PALETTE};
+use super::{both_formats, drawing, Series, FONT, SIZE};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -9,6 +9,30 @@ use std::path::{Path, PathBuf};
 
 /// (model, [(phase, median ms)]).
 type Stacks = Vec<(String, Vec<(String, f64)>)>;
+
+/// Pixels kept on the right for the legend.
+const LEGEND_WIDTH: u32 = 190;
+
+/// Sixteen distinguishable colours (Tableau 20's saturated and light halves), one per
+/// phase name: the models together report about fifteen phases.
+const PHASE_COLOURS: [RGBColor; 16] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(174, 199, 232),
+    RGBColor(255, 187, 120),
+    RGBColor(152, 223, 138),
+    RGBColor(255, 152, 150),
+    RGBColor(197, 176, 213),
+    RGBColor(219, 219, 141),
+];
 
 /// Phases in the order installs go through them, so stacks read bottom-up in time;
 /// a phase not listed here goes on top, by name.
@@ -76,8 +100,7 @@ fn draw<DB: DrawingBackend>(
         .iter()
         .map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>())
         .fold(0.0f64, f64::max)
-        // Headroom for the legend above the tallest stack.
-        * 1.45;
+        * 1.1;
     let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
     let mut phase_names: Vec<String> = Vec::new();
     for (_, phases) in data {
@@ -88,9 +111,11 @@ fn draw<DB: DrawingBackend>(
         }
     }
     phase_names.sort_by(|a, b| (phase_rank(a), a).cmp(&(phase_rank(b), b)));
+    // The legend gets its own column on the right, so it never hides a stack.
+    let (plot_area, legend_area) = area.split_horizontally(SIZE.0 - LEGEND_WIDTH);
     let mut chart = drawing(
         figure,
-        ChartBuilder::on(&area)
+        ChartBuilder::on(&plot_area)
             .caption(title, (FONT, 30))
             .margin(20)
             .x_label_area_size(60)
@@ -118,7 +143,7 @@ fn draw<DB: DrawingBackend>(
             .draw(),
     )?;
     for (p, phase) in phase_names.iter().enumerate() {
-        let colour = PALETTE[p % PALETTE.len()];
+        let colour = PHASE_COLOURS[p % PHASE_COLOURS.len()];
         let rects: Vec<Rectangle<(f64, f64)>> = data
             .iter()
             .enumerate()
@@ -135,19 +160,17 @@ fn draw<DB: DrawingBackend>(
                 ))
             })
             .collect();
-        let anno = drawing(figure, chart.draw_series(rects))?;
-        anno.label(phase.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 8), (x + 16, y + 8)], colour.filled()));
+        drawing(figure, chart.draw_series(rects))?;
+        // Legend entries top to bottom in install order, beside the plot.
+        let y = 80 + p as i32 * 30;
+        drawing(
+            figure,
+            legend_area.draw(&Rectangle::new([(10, y), (30, y + 20)], colour.filled())),
+        )?;
+        drawing(
+            figure,
+            legend_area.draw(&Text::new(phase.clone(), (40, y - 1), (FONT, 22))),
+        )?;
     }
-    drawing(
-        figure,
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 22))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw(),
-    )?;
     drawing(figure, area.present())
 }

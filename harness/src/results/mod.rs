@@ -6,6 +6,7 @@ pub mod bmf;
 pub mod csv;
 pub mod github_benchmark;
 pub mod json;
+pub mod latex;
 pub mod read;
 pub mod table;
 

@@ -12,14 +12,14 @@ pub fn render_table(results: &RunResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<9} {:<10} {:>11} {:>21}  detail",
+        "{:<14} {:<10} {:>11} {:>21}  detail",
         "model", "workload", "median ms", "min..max ms"
     );
     for model in &results.models {
         if model.status != Status::Ok {
             let _ = writeln!(
                 out,
-                "{:<9} {:<10} {}: {}",
+                "{:<14} {:<10} {}: {}",
                 model.name,
                 "-",
                 status_word(model.status),
@@ -29,7 +29,7 @@ pub fn render_table(results: &RunResults) -> String {
         }
         for (workload, w) in &model.workloads {
             if let Some(reason) = &w.reason {
-                let _ = writeln!(out, "{:<9} {:<10} refused: {reason}", model.name, workload);
+                let _ = writeln!(out, "{:<14} {:<10} refused: {reason}", model.name, workload);
                 continue;
             }
             let Some(wall) = w.metrics.get("wall_ns") else {
@@ -45,7 +45,7 @@ pub fn render_table(results: &RunResults) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "{:<9} {:<10} {:>11} {:>21}  {}",
+                "{:<14} {:<10} {:>11} {:>21}  {}",
                 model.name,
                 workload,
                 ms(wall.median),
