@@ -88,6 +88,19 @@ pub fn check_store_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `base` is a store path's base name, `HASH-NAME` (Nix's `StorePath`): 32
+/// characters of Nix's base-32, a dash, and a name [`check_store_name`] accepts. Anything
+/// else (`..`, an empty name, a slash) could make `STORE/base` leave its store path.
+pub fn check_store_path_base(base: &str) -> Result<()> {
+    let hash_ok = base
+        .get(..32)
+        .is_some_and(|h| h.bytes().all(|c| NIX32.contains(&c)));
+    match (hash_ok, base.get(32..).and_then(|r| r.strip_prefix('-'))) {
+        (true, Some(name)) => check_store_name(name),
+        _ => bail!("{base:?} is not a store path name (HASH-NAME, HASH 32 base-32 digits)"),
+    }
+}
+
 /// `HASH-NAME` of the store path whose NAR has sha256 `nar_hash` (see the module doc).
 pub fn store_path_name(nar_hash: &[u8; 32], name: &str) -> String {
     store_path_name_for(
@@ -173,6 +186,14 @@ impl NarInfo {
             .and_then(|s| s.strip_prefix('/'))
             .filter(|s| !s.contains('/'))
             .with_context(|| format!("StorePath {store_path:?} is not in {STORE_DIR}"))?;
+        check_store_path_base(base).with_context(|| format!("StorePath {store_path:?}"))?;
+        let references: Vec<String> = fields
+            .get("References")
+            .map(|r| r.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        for r in &references {
+            check_store_path_base(r).with_context(|| format!("References {r:?}"))?;
+        }
         Ok(NarInfo {
             store_path: base.to_string(),
             url: get("URL")?.to_string(),
@@ -181,10 +202,7 @@ impl NarInfo {
             file_size: number("FileSize")?,
             nar_hash: sha256("NarHash")?,
             nar_size: number("NarSize")?,
-            references: fields
-                .get("References")
-                .map(|r| r.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default(),
+            references,
         })
     }
 }
@@ -231,7 +249,10 @@ mod tests {
             file_size: 10,
             nar_hash: [7; 32],
             nar_size: 120,
-            references: vec!["a-b".into(), "c-d".into()],
+            references: vec![
+                store_path_name(&[1; 32], "b"),
+                store_path_name(&[2; 32], "d"),
+            ],
         };
         assert_eq!(info.store_path.len(), 32 + 1 + 5);
         assert_eq!(NarInfo::parse(&info.render()).unwrap(), info);

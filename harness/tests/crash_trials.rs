@@ -1,0 +1,305 @@
+//! Crash safety of every built model: `harness run --workload install` is killed with
+//! SIGKILL at a random moment of its install (a delay drawn from a seeded PRNG over the
+//! install time measured by a first, complete run), then the same command is run again
+//! to completion. Proves, per trial: the rerun finds the leftovers of the killed one,
+//! cleans them, exits 0 with `digest_matches: true` (the view is exactly the corpus), and
+//! no mount and no loop device of the trial is left on the host (`/proc/mounts`,
+//! `losetup -a`, `/sys/block/loop*/loop/backing_file`).
+//!
+//! Needs root. 5 trials per model by default; `scripts/crash-trials [MODEL] [TRIALS]`
+//! runs more (at least 20) through the environment: `PKGBENCH_CRASH_TRIALS`,
+//! `PKGBENCH_CRASH_MODELS` (comma-separated), `PKGBENCH_CRASH_SEED`,
+//! `PKGBENCH_CRASH_CORPUS`.
+
+use harness::testing::require_root;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The closure of `tar` and a few more: every model's install takes tens to hundreds of
+/// milliseconds on it, long enough to be killed at many different points.
+const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
+const MODELS: [&str; 4] = ["hooks", "nar", "fuse", "overlay"];
+
+/// splitmix64: a seeded PRNG, so a trial's kill moment can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, max)`.
+    fn below(&mut self, max: Duration) -> Duration {
+        let nanos = max.as_nanos().max(1) as u64;
+        Duration::from_nanos(self.next() % nanos)
+    }
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Our mounts and loop devices as the host sees them: squashfs, overlay and fuse mounts,
+/// and `losetup -a`.
+fn host_state() -> (Vec<String>, Vec<String>) {
+    let mounts = fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            [" fuse", " squashfs ", " overlay "]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .map(str::to_string)
+        .collect();
+    let loops = Command::new("losetup").arg("-a").output().unwrap();
+    let loops = String::from_utf8_lossy(&loops.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (mounts, loops)
+}
+
+/// Backing files of every attached loop device.
+fn loop_backing_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
+        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
+            out.push(file.trim().to_string());
+        }
+    }
+    out
+}
+
+/// What the host still holds of the trial's work directory: mounts and loop devices.
+fn leaked(work: &str) -> Vec<String> {
+    let (mounts, _) = host_state();
+    let mut out: Vec<String> = mounts.into_iter().filter(|l| l.contains(work)).collect();
+    out.extend(
+        loop_backing_files()
+            .into_iter()
+            .filter(|f| f.starts_with(work))
+            .map(|f| format!("loop device backed by {f}")),
+    );
+    out
+}
+
+/// Waits up to 10 s for the trial's loop devices to go: the kernel releases them after
+/// the last mount of the dead namespace goes, in task work, not within the exit.
+fn nothing_leaked(work: &str) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let left = leaked(work);
+        if left.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Trials {
+    work: tempfile::TempDir,
+    prefix: String,
+    corpus: String,
+}
+
+impl Trials {
+    fn new() -> Trials {
+        let work = tempfile::Builder::new()
+            .prefix("pkgbench-crash-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        // Share the generated corpus with other runs when there is one.
+        let shared = PathBuf::from(
+            std::env::var("PKGBENCH_WORK_DIR").unwrap_or_else(|_| "/var/tmp/pkgbench".into()),
+        )
+        .join("corpora");
+        if shared.is_dir() {
+            std::os::unix::fs::symlink(&shared, work.path().join("corpora")).unwrap();
+        }
+        let prefix = work.path().to_string_lossy().into_owned();
+        Trials {
+            work,
+            prefix,
+            corpus: std::env::var("PKGBENCH_CRASH_CORPUS").unwrap_or_else(|_| SUBSET.into()),
+        }
+    }
+
+    fn out(&self, model: &str) -> PathBuf {
+        self.work.path().join("out").join(model)
+    }
+
+    fn target(&self, model: &str) -> PathBuf {
+        self.work.path().join("targets").join(model)
+    }
+
+    fn spawn(&self, model: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(["run", "--model", model, "--corpus", &self.corpus])
+            .args(["--runs", "1", "--warmup", "0", "--workload", "install"])
+            .arg("--work-dir")
+            .arg(self.work.path())
+            .arg("--out")
+            .arg(self.out(model))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs to completion; asserts exit 0, status ok and the right view digest. Returns
+    /// the install's wall time.
+    fn complete(&self, model: &str, what: &str) -> Duration {
+        let _ = fs::remove_file(self.out(model).join("results.json"));
+        let output = self.spawn(model).wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{model} {what}: exit {}: {stderr}",
+            output.status
+        );
+        let text = fs::read_to_string(self.out(model).join("results.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let result = &json["models"][0];
+        assert_eq!(result["name"], model, "{what}");
+        assert_eq!(
+            result["status"], "ok",
+            "{model} {what}: {}",
+            result["reason"]
+        );
+        assert_eq!(result["digest_matches"], true, "{model} {what}: {result}");
+        let wall = result["workloads"]["install"]["metrics"]["wall_ns"]["median"]
+            .as_f64()
+            .unwrap();
+        Duration::from_nanos(wall as u64)
+    }
+
+    /// Starts the harness and kills it `delay` after its install began (the moment its
+    /// target, emptied of the last trial's leftovers, gets its first entry). Returns
+    /// whether the harness was still running when killed.
+    fn kill_during_install(&self, model: &str, delay: Duration) -> bool {
+        let target = self.target(model);
+        // The run first removes the leftovers' directory, then creates the target again
+        // and installs into it: the install has begun once the old directory is unlinked
+        // (seen through a handle kept open on it) and the new one holds something.
+        let old = fs::File::open(&target).ok();
+        let began = |t: &Path| {
+            let unlinked = match &old {
+                None => true,
+                Some(d) => d.metadata().is_ok_and(|m| m.nlink() == 0),
+            };
+            unlinked && fs::read_dir(t).is_ok_and(|mut d| d.next().is_some())
+        };
+        let mut child = self.spawn(model);
+        let start = Instant::now();
+        while !began(&target) {
+            if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(600) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(delay);
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        running
+    }
+
+    /// Entries the killed run left in its target, for the next run to clean.
+    fn leftovers(&self, model: &str) -> usize {
+        fn count(dir: &Path) -> usize {
+            fs::read_dir(dir).map_or(0, |d| {
+                d.flatten()
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => 1 + count(&e.path()),
+                        _ => 1,
+                    })
+                    .sum()
+            })
+        }
+        count(&self.target(model))
+    }
+}
+
+#[test]
+fn root_install_killed_at_random_moments_recovers_with_the_right_digest_and_leaks_nothing() {
+    let test =
+        "root_install_killed_at_random_moments_recovers_with_the_right_digest_and_leaks_nothing";
+    if !require_root(test) {
+        return;
+    }
+    let trials_per_model: usize = env_or("PKGBENCH_CRASH_TRIALS", 5);
+    let seed: u64 = env_or("PKGBENCH_CRASH_SEED", 0x5eed_c0de);
+    let chosen: Vec<String> = match std::env::var("PKGBENCH_CRASH_MODELS") {
+        Ok(list) if list != "all" => list.split(',').map(str::to_string).collect(),
+        _ => MODELS.iter().map(|m| m.to_string()).collect(),
+    };
+    // Every chosen model that the catalog has built.
+    let built: Vec<String> = models::catalog()
+        .into_iter()
+        .filter(|m| m.make.is_some() && chosen.iter().any(|c| c == m.name))
+        .map(|m| m.name.to_string())
+        .collect();
+    assert!(!built.is_empty(), "none of {chosen:?} is built");
+    let before = host_state();
+    let trials = Trials::new();
+    let mut rng = Rng(seed);
+    eprintln!("crash trials: seed {seed:#x}, {trials_per_model} per model, models {built:?}");
+    let mut summary = Vec::new();
+    for model in &built {
+        // A first complete run packs the mirror and measures the install.
+        let install = trials.complete(model, "first run");
+        let (mut killed_mid_install, mut recovered) = (0, 0);
+        for trial in 0..trials_per_model {
+            let delay = rng.below(install);
+            let killed = trials.kill_during_install(model, delay);
+            let left = trials.leftovers(model);
+            assert_eq!(
+                nothing_leaked(&trials.prefix),
+                Vec::<String>::new(),
+                "{model} trial {trial}: after the kill"
+            );
+            trials.complete(
+                model,
+                &format!("trial {trial}: rerun after a kill at +{delay:?}"),
+            );
+            assert_eq!(
+                nothing_leaked(&trials.prefix),
+                Vec::<String>::new(),
+                "{model} trial {trial}: after the rerun"
+            );
+            killed_mid_install += usize::from(killed);
+            recovered += 1;
+            eprintln!(
+                "{model} trial {trial}: killed {delay:?} into an install of {install:?}{}, {left} entries left; rerun ok, digest matches",
+                if killed { "" } else { " (it had already exited)" }
+            );
+        }
+        assert!(
+            killed_mid_install * 2 >= trials_per_model,
+            "{model}: only {killed_mid_install} of {trials_per_model} kills came before the harness exited"
+        );
+        summary.push(format!(
+            "{model}: {trials_per_model} trials, {killed_mid_install} killed mid-run, {recovered} recovered"
+        ));
+    }
+    let after = host_state();
+    if after != before {
+        // Other processes (tests running in parallel) may mount; ours are checked above.
+        eprintln!("note: the host's mounts or loop devices changed during the trials (not ours): {before:?} -> {after:?}");
+    }
+    eprintln!(
+        "crash trials: {}; leaked mounts and loop devices: 0",
+        summary.join("; ")
+    );
+}

@@ -1,0 +1,272 @@
+//! Disk full: each model installs two packages into a target on a 2 MiB tmpfs, where the
+//! second (a 4 MiB file of zeros, a tiny archive on the mirror) cannot fit. Proves, per
+//! model: the install fails with an error saying "No space left on device" and naming the
+//! path it was writing; no partial package is visible (`hooks`: none of the failing
+//! package's files under its final name in the root, and no `.dpkg-new` left; `nar`: no
+//! store path or `.tmp` of it, and it is not registered; `overlay`: no image of it under
+//! its final name, nothing mounted, no loop device); and the package installed before it
+//! is intact. Needs root: the tmpfs is mounted in a private mount namespace (the test
+//! binary re-executed under `unshare --mount --propagation private`, as overlay_model.rs
+//! does), so it cannot outlive the test.
+
+use harness::testing::require_root;
+use models::hooks::HooksModel;
+use models::nar::db::StoreDb;
+use models::nar::NarModel;
+use models::overlay::OverlayModel;
+use models::{Artifact, Durability, Model, PackageTree, RunCtx};
+use nix::mount::{mount, MsFlags};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
+
+/// Runs `body` in a private mount namespace (see overlay_model.rs): the test binary runs
+/// this one test again under `unshare`, and the outer test passes only if the inner one
+/// ran it to the end.
+fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
+    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
+        body();
+        fs::write(marker, test).unwrap();
+        return;
+    }
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, marker.path())
+        .status()
+        .expect("unshare (util-linux) must be installed");
+    assert!(
+        status.success(),
+        "{test} failed in its private mount namespace"
+    );
+    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
+}
+
+fn package(work: &Path, name: &str, depends: &[&str], files: &[(&str, Vec<u8>)]) -> PackageTree {
+    let root = work.join("src").join(name);
+    for (path, data) in files {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+    PackageTree {
+        name: name.into(),
+        version: "1".into(),
+        root,
+        depends: depends.iter().map(|d| d.to_string()).collect(),
+        pre_depends: vec![],
+        scripts: BTreeMap::new(),
+        triggers: vec![],
+    }
+}
+
+/// `small` fits; `huge` (depending on it, so installed after it) does not. Its 4 MiB are
+/// zeros (a tiny tar or NAR, so the disk fills while unpacking) or, for SquashFS images,
+/// which store zero blocks as holes, pseudo-random bytes (so it fills while fetching).
+fn packages(work: &Path, random: bool) -> Vec<PackageTree> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            if !random {
+                return 0;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    vec![
+        package(
+            work,
+            "small",
+            &[],
+            &[("usr/share/small/readme", b"fits\n".to_vec())],
+        ),
+        package(
+            work,
+            "huge",
+            &["small"],
+            &[
+                (
+                    "usr/share/huge/a-first",
+                    b"written before the disk fills\n".to_vec(),
+                ),
+                ("usr/share/huge/zeros", big),
+            ],
+        ),
+    ]
+}
+
+/// Mounts a 2 MiB tmpfs at `WORK/tiny`, packs the packages into `WORK/mirror` (on the
+/// real disk) and installs them into `WORK/tiny/target`; returns the error and the target.
+fn install_on_tiny_tmpfs(
+    model: &mut dyn Model,
+    work: &Path,
+    random: bool,
+) -> (String, PathBuf, Vec<Artifact>) {
+    let tiny = work.join("tiny");
+    fs::create_dir(&tiny).unwrap();
+    mount(
+        Some("tmpfs"),
+        &tiny,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=2m,mode=0755"),
+    )
+    .unwrap();
+    let mirror = work.join("mirror");
+    fs::create_dir(&mirror).unwrap();
+    let set: Vec<Artifact> = packages(work, random)
+        .iter()
+        .map(|t| model.pack(t, &mirror).unwrap())
+        .collect();
+    let ctx = RunCtx {
+        target: tiny.join("target"),
+        mirror,
+        durability: Durability::Native,
+        jobs: 1,
+    };
+    let err = match model.install(&set, &ctx) {
+        Ok(_) => panic!("{}: the install fitted on 2 MiB", model.name()),
+        Err(e) => format!("{e:#}"),
+    };
+    eprintln!("{}: {err}", model.name());
+    assert!(err.contains("No space left on device"), "{err}");
+    (err, ctx.target, set)
+}
+
+/// Every path below `root`, relative.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if root.exists() {
+        walk(root, root, &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn root_hooks_disk_full_names_the_path_and_leaves_no_partial_package() {
+    let test = "root_hooks_disk_full_names_the_path_and_leaves_no_partial_package";
+    if !require_root(test) {
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let mut model = HooksModel::new();
+        let (err, target, _) = install_on_tiny_tmpfs(&mut model, work.path(), false);
+        assert!(
+            err.contains("huge") && err.contains("usr/share/huge/zeros"),
+            "{err}"
+        );
+        let root = target.join("root");
+        let files = tree(&root);
+        assert!(
+            !files.iter().any(|f| f.starts_with("usr/share/huge/")),
+            "partial package in the root: {files:?}"
+        );
+        assert!(!files.iter().any(|f| f.ends_with(".dpkg-new")), "{files:?}");
+        assert_eq!(
+            fs::read_to_string(root.join("usr/share/small/readme")).unwrap(),
+            "fits\n"
+        );
+        model.teardown().unwrap();
+    });
+}
+
+#[test]
+fn root_nar_disk_full_names_the_path_and_leaves_no_store_path_without_registration() {
+    let test = "root_nar_disk_full_names_the_path_and_leaves_no_store_path_without_registration";
+    if !require_root(test) {
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let mut model = NarModel::new();
+        let (err, target, _) = install_on_tiny_tmpfs(&mut model, work.path(), false);
+        assert!(err.contains("-huge") && err.contains("zeros"), "{err}");
+        let store: Vec<String> = fs::read_dir(target.join("nix/store"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!store.iter().any(|n| n.contains("-huge")), "{store:?}");
+        let valid = StoreDb::open(&target.join("nix/var/nix/db"))
+            .unwrap()
+            .valid_paths()
+            .unwrap();
+        assert!(!valid.iter().any(|p| p.ends_with("-huge")), "{valid:?}");
+        // The path installed first is valid and in place: every store path is registered.
+        assert!(valid.iter().any(|p| p.ends_with("-small")), "{valid:?}");
+        for name in &store {
+            assert!(
+                valid.iter().any(|p| p.ends_with(name.as_str())),
+                "{name} is in the store but not registered"
+            );
+        }
+        model.teardown().unwrap();
+    });
+}
+
+fn loop_backing_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
+        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
+            out.push(file.trim().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn root_overlay_disk_full_names_the_path_and_leaves_no_image_mount_or_loop_device() {
+    let test = "root_overlay_disk_full_names_the_path_and_leaves_no_image_mount_or_loop_device";
+    if !require_root(test) {
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let mut model = OverlayModel::new();
+        let (err, target, set) = install_on_tiny_tmpfs(&mut model, work.path(), true);
+        assert!(err.contains("fetching") && err.contains("huge"), "{err}");
+        model.teardown().unwrap();
+        let images = tree(&target.join("images"));
+        let huge_image = set[1].files[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!images.contains(&huge_image), "{images:?}");
+        let prefix = work.path().to_string_lossy().into_owned();
+        let mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&prefix) && !l.starts_with("tmpfs "))
+            .map(str::to_string)
+            .collect();
+        assert!(mounts.is_empty(), "{mounts:?}");
+        let start = Instant::now();
+        while loop_backing_files().iter().any(|f| f.starts_with(&prefix)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "loop devices left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}

@@ -1,0 +1,168 @@
+//! Corrupt SquashFS images on the mirror, installed by the `overlay` model after a good
+//! one: truncated images, an empty file, and superblocks with a flipped magic, a bad
+//! block size, and tables or a size pointing past the end of the image. Proves each is
+//! refused by the install with an error naming the package and its mount point, that
+//! the good image mounted before it is torn down with it, and that no mount and no loop
+//! device of the test is left. Needs root; runs in a private mount namespace (the test
+//! binary re-executed under `unshare --mount --propagation private`, as
+//! harness/tests/overlay_model.rs does), so nothing it mounts can outlive it.
+
+use models::overlay::OverlayModel;
+use models::{Durability, Model, PackageTree, RunCtx};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
+
+fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
+    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
+        body();
+        fs::write(marker, test).unwrap();
+        return;
+    }
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, marker.path())
+        .status()
+        .expect("unshare (util-linux) must be installed");
+    assert!(
+        status.success(),
+        "{test} failed in its private mount namespace"
+    );
+    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
+}
+
+fn package(work: &Path, name: &str) -> PackageTree {
+    let root = work.join("src").join(name);
+    fs::create_dir_all(root.join("usr/lib")).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(root.join(format!("usr/lib/{name}.so")), data).unwrap();
+    PackageTree {
+        name: name.into(),
+        version: "1".into(),
+        root,
+        depends: vec![],
+        pre_depends: vec![],
+        scripts: BTreeMap::new(),
+        triggers: vec![],
+    }
+}
+
+/// Writes `value` little-endian at `at` (SquashFS superblock fields are little-endian).
+fn put(image: &mut [u8], at: usize, value: &[u8]) {
+    image[at..at + value.len()].copy_from_slice(value);
+}
+
+/// Changes a good image into a corrupt one.
+type Corruption = fn(&mut Vec<u8>);
+
+/// Each corruption of a good image, by name.
+fn corruptions() -> Vec<(&'static str, Corruption)> {
+    vec![
+        ("empty file", |i| i.clear()),
+        ("cut inside the superblock", |i| i.truncate(50)),
+        ("cut to half", |i| i.truncate(i.len() / 2)),
+        ("cut before the last 4 KiB", |i| i.truncate(i.len() - 4096)),
+        ("magic flipped", |i| i[0] ^= 0xff),
+        ("block size not a power of two", |i| {
+            put(i, 12, &(131_072u32 + 4096).to_le_bytes())
+        }),
+        ("block_log disagreeing with the block size", |i| {
+            put(i, 22, &9u16.to_le_bytes())
+        }),
+        ("major version 3", |i| put(i, 28, &3u16.to_le_bytes())),
+        ("bytes_used past the end of the image", |i| {
+            put(i, 40, &(1u64 << 40).to_le_bytes())
+        }),
+        ("inode table past the end", |i| {
+            put(i, 64, &(1u64 << 40).to_le_bytes())
+        }),
+        ("directory table past the end", |i| {
+            put(i, 72, &(1u64 << 40).to_le_bytes())
+        }),
+    ]
+}
+
+fn loop_backing_files() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
+        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
+            out.push(file.trim().to_string());
+        }
+    }
+    out
+}
+
+fn mounts_under(dir: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(dir)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_mount() {
+    let test = "root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_mount";
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "{test}: needs root, and CI=true"
+        );
+        eprintln!("skipping {test}: needs root");
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let prefix = work.path().to_string_lossy().into_owned();
+        let mirror = work.path().join("mirror");
+        fs::create_dir(&mirror).unwrap();
+        let mut model = OverlayModel::new();
+        let set = vec![
+            model.pack(&package(work.path(), "good"), &mirror).unwrap(),
+            model.pack(&package(work.path(), "bad"), &mirror).unwrap(),
+        ];
+        let bad_image = mirror.join(&set[1].files[0]);
+        let pristine = fs::read(&bad_image).unwrap();
+        let cases = corruptions();
+        for (i, (what, corrupt)) in cases.iter().enumerate() {
+            let mut image = pristine.clone();
+            corrupt(&mut image);
+            fs::write(&bad_image, &image).unwrap();
+            let ctx = RunCtx {
+                target: work.path().join(format!("target-{i}")),
+                mirror: mirror.clone(),
+                durability: Durability::None,
+                jobs: 1,
+            };
+            let outcome = model.install(&set, &ctx);
+            model.teardown().unwrap();
+            let err = match outcome {
+                Ok(_) => panic!("{what}: the corrupt image was mounted"),
+                Err(e) => format!("{e:#}"),
+            };
+            eprintln!("{what}: {err}");
+            assert!(
+                err.contains("mounting") && err.contains("of bad) at") && err.contains("layers/1"),
+                "{what}: {err}"
+            );
+            assert_eq!(mounts_under(&prefix), Vec::<String>::new(), "{what}");
+        }
+        let start = Instant::now();
+        while loop_backing_files().iter().any(|f| f.starts_with(&prefix)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "loop devices left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("squashfs: {} corrupt images, all refused", cases.len());
+    });
+}
