@@ -61,6 +61,7 @@ fn benches(c: &mut Criterion) {
                 let opts = UnpackOptions {
                     staging: Staging::DpkgNew,
                     durability: Durability::None,
+                    refuse_overwrite: false,
                 };
                 unpack(&dest, dec, &dest, opts).expect("unpack");
                 dest

@@ -3,6 +3,7 @@
 
 pub mod caches;
 pub mod calibrate;
+pub mod chroot;
 pub mod cli;
 pub mod commands;
 pub mod compare;
@@ -20,3 +21,4 @@ pub mod runner;
 pub mod stats;
 pub mod sweep;
 pub mod testing;
+pub mod workdir;

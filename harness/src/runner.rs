@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use workloads::exec::{exec_in_chroot, ExecCommand};
 use workloads::reads::{cold_read, many_file};
 use workloads::view::TreeDigest;
 
@@ -24,29 +25,48 @@ pub enum Workload {
     Install,
     ColdRead,
     ManyFile,
+    /// A real program started chrooted into the view, cold and warm (`workloads::exec`).
+    Exec,
 }
 
 impl Workload {
+    /// What `all` means on replayed corpora, whose generated contents hold no program
+    /// that runs.
     pub const ALL: [Workload; 3] = [Workload::Install, Workload::ColdRead, Workload::ManyFile];
+    /// Every workload by name; `all` adds `exec` on real corpora (`debian:`, `debs:`).
+    pub const KNOWN: [Workload; 4] = [
+        Workload::Install,
+        Workload::ColdRead,
+        Workload::ManyFile,
+        Workload::Exec,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Workload::Install => "install",
             Workload::ColdRead => "cold-read",
             Workload::ManyFile => "many-file",
+            Workload::Exec => "exec",
         }
     }
 
-    pub fn parse_list(s: &str) -> Result<Vec<Workload>> {
+    /// Parses `--workload`; `real_corpus` makes `all` include `exec`.
+    pub fn parse_list(s: &str, real_corpus: bool) -> Result<Vec<Workload>> {
         if s == "all" {
-            return Ok(Self::ALL.to_vec());
+            let mut all = Self::ALL.to_vec();
+            if real_corpus {
+                all.push(Workload::Exec);
+            }
+            return Ok(all);
         }
         let mut out = Vec::new();
         for name in s.split(',') {
-            match Self::ALL.iter().find(|w| w.name() == name) {
+            match Self::KNOWN.iter().find(|w| w.name() == name) {
                 Some(w) if !out.contains(w) => out.push(*w),
                 Some(_) => {}
-                None => bail!("unknown workload {name:?}: use all, install, cold-read, many-file"),
+                None => {
+                    bail!("unknown workload {name:?}: use all, install, cold-read, many-file, exec")
+                }
             }
         }
         out.sort();
@@ -55,7 +75,10 @@ impl Workload {
 
     /// Whether a sample of this workload must start from dropped caches.
     pub fn is_cold(self) -> bool {
-        matches!(self, Workload::ColdRead | Workload::ManyFile)
+        matches!(
+            self,
+            Workload::ColdRead | Workload::ManyFile | Workload::Exec
+        )
     }
 }
 
@@ -87,6 +110,8 @@ pub struct ReadSet<'a> {
     pub expected: &'a TreeDigest,
     pub cold_files: &'a [String],
     pub misses: &'a [PathBuf],
+    /// The `exec` workload's program for this corpus, or why it has none.
+    pub exec: std::result::Result<&'a ExecCommand, &'a str>,
 }
 
 /// Everything one model's measurement works on.
@@ -112,6 +137,7 @@ pub fn run_model(
 ) -> ModelResult {
     let (plan, reads) = (setup.plan, &setup.reads);
     let mut result = ModelResult::new(model.name(), stands_for, Status::Ok, None);
+    let mut notes: Vec<String> = Vec::new();
     let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
     let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let total = plan.warmup + plan.runs;
@@ -130,6 +156,8 @@ pub fn run_model(
             events,
             &|step| progress(&format!("{label}: {step}")),
         );
+        // Taken before teardown, which may forget them; the last iteration's are kept.
+        notes = model.notes();
         // Whatever happened, nothing the install set up may outlive the iteration.
         events.push(Event::Teardown);
         let teardown = model.teardown().context("teardown");
@@ -164,6 +192,7 @@ pub fn run_model(
         }
     }
     let _ = fs::remove_dir_all(setup.target);
+    result.notes = notes;
     result.view_digest = Some(reads.expected.hex());
     result.digest_matches = Some(true);
     for workload in &plan.workloads {
@@ -175,6 +204,12 @@ pub fn run_model(
                 result.workloads.insert(workload.name().into(), w);
                 continue;
             }
+        }
+        if let (Workload::Exec, Err(reason)) = (workload, reads.exec) {
+            w.status = Some(Status::Skipped);
+            w.reason = Some(reason.to_string());
+            result.workloads.insert(workload.name().into(), w);
+            continue;
         }
         w.status = Some(Status::Ok);
         if let Some(metrics) = samples.remove(workload) {
@@ -271,7 +306,52 @@ fn one_iteration(
             m.insert("misses_count".into(), counts.misses as f64);
         }
     }
+    if let (true, Ok(cmd)) = (plan.workloads.contains(&Workload::Exec), reads.exec) {
+        let m = exec_sample(model, &view, cmd, setup, caches, events, progress)?;
+        measured.insert(Workload::Exec, m);
+    }
     Ok(IterationOutcome::Measured(measured))
+}
+
+/// One sample of `exec`: the program started cold (caches dropped, the model's reset)
+/// and then once more warm; `wall_ns` and the resource counters are the cold start's,
+/// `warm_wall_ns` the warm one's. The chroot's root is assembled before the caches are
+/// dropped, so its bind mounts cost nothing in the timed start.
+fn exec_sample(
+    model: &mut dyn Model,
+    view: &models::View,
+    cmd: &ExecCommand,
+    setup: &Setup<'_>,
+    caches: &mut dyn CacheControl,
+    events: &mut Vec<Event>,
+    progress: &dyn Fn(&str),
+) -> Result<BTreeMap<String, f64>> {
+    let scratch = setup.target.with_file_name(format!(
+        ".{}-exec-root",
+        setup
+            .target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let root = crate::chroot::ExecRoot::for_view(view, &scratch)
+        .context("exec: assembling the chroot's root")?;
+    caches.drop_caches()?;
+    events.push(Event::DropCaches);
+    model
+        .reset_caches()
+        .context("resetting the model's caches")?;
+    events.push(Event::ResetModelCaches);
+    progress("exec");
+    let mut m = BTreeMap::new();
+    let sample = SampleClock::start();
+    exec_in_chroot(&root.path, cmd)?;
+    sample.stop(&mut m);
+    events.push(Event::Sample(Workload::Exec));
+    let warm = Instant::now();
+    exec_in_chroot(&root.path, cmd)?;
+    m.insert("warm_wall_ns".into(), warm.elapsed().as_nanos() as f64);
+    Ok(m)
 }
 
 /// Wall time and resource counters of one sample.

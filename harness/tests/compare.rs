@@ -48,6 +48,7 @@ fn measure(model: &mut dyn Model, dir: &Path) -> ModelResult {
             expected: &expected,
             cold_files: &[],
             misses: &[],
+            exec: Err("not measured here"),
         },
         plan: &plan,
     };

@@ -161,3 +161,69 @@ fn root_a_failing_hook_stops_the_install_naming_package_script_and_status() {
         "package broken: postinst configure '' failed with exit status 7: cannot configure"
     );
 }
+
+/// dpkg's "trying to overwrite": a package may not replace a file another package
+/// installed; the second package is rolled back whole and the first stays intact.
+#[test]
+fn root_a_file_of_another_package_is_not_overwritten() {
+    if !require_root("root_a_file_of_another_package_is_not_overwritten") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tree = |name: &str, extra: &str| {
+        let root = work.path().join(name).join("root");
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        fs::write(root.join("usr/bin/tool"), name).unwrap();
+        fs::create_dir_all(root.join(extra)).unwrap();
+        fs::write(root.join(extra).join("data"), name).unwrap();
+        PackageTree {
+            name: name.into(),
+            version: "1".into(),
+            root,
+            depends: if name == "second" {
+                vec!["first".into()]
+            } else {
+                vec![]
+            },
+            pre_depends: vec![],
+            scripts: Default::default(),
+            triggers: vec![],
+        }
+    };
+    let mut model = HooksModel::new();
+    let mirror = work.path().join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let arts: Vec<_> = [
+        tree("first", "usr/share/first"),
+        tree("second", "usr/share/second"),
+    ]
+    .iter()
+    .map(|t| model.pack(t, &mirror).unwrap())
+    .collect();
+    let ctx = RunCtx {
+        target: work.path().join("target"),
+        mirror,
+        durability: Durability::Native,
+        jobs: 1,
+    };
+    let err = format!("{:#}", model.install(&arts, &ctx).unwrap_err());
+    assert!(err.contains("second_1.tar.zst"), "{err}");
+    assert!(
+        err.contains("\"usr/bin/tool\": trying to overwrite"),
+        "{err}"
+    );
+    let root = work.path().join("target/root");
+    assert_eq!(
+        fs::read_to_string(root.join("usr/bin/tool")).unwrap(),
+        "first"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("usr/share/first/data")).unwrap(),
+        "first"
+    );
+    assert!(
+        !root.join("usr/share/second").exists(),
+        "the failed package is partly visible"
+    );
+    assert!(!root.join("usr/bin/tool.dpkg-new").exists());
+}

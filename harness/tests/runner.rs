@@ -81,6 +81,7 @@ fn measure(
             expected: &f.expected,
             cold_files: &cold,
             misses: &misses,
+            exec: Err("not measured here"),
         },
         plan: &plan,
     };

@@ -8,6 +8,9 @@ use crate::Model;
 pub struct ModelOptions {
     /// hooks: unpack only, no maintainer scripts and no triggers.
     pub skip_maintainer_scripts: bool,
+    /// hooks: the packages are real (`debian:`, `debs:`): run maintainer scripts chrooted
+    /// into the root, as dpkg does, never on the host.
+    pub chroot_maintainer_scripts: bool,
 }
 
 /// Builds a model with the user's options.
@@ -30,6 +33,7 @@ pub fn catalog() -> Vec<ModelInfo> {
             make: Some(|o| {
                 let mut model = HooksModel::new();
                 model.skip_hooks = o.skip_maintainer_scripts;
+                model.chroot_scripts = o.chroot_maintainer_scripts;
                 Box::new(model)
             }),
         },

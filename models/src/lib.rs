@@ -145,4 +145,8 @@ pub trait Model: Send {
     fn reset_caches(&mut self) -> Result<()>;
     /// Unmounts and releases everything the install set up; the target is then removable.
     fn teardown(&mut self) -> Result<()>;
+    /// Remarks on the last install for the results (scripts skipped, and why).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

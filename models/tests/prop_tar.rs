@@ -37,14 +37,17 @@ const OPTIONS: [UnpackOptions; 3] = [
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::None,
+        refuse_overwrite: false,
     },
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::Native,
+        refuse_overwrite: false,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::None,
+        refuse_overwrite: false,
     },
 ];
 

@@ -21,18 +21,22 @@ const ALL_OPTIONS: [UnpackOptions; 4] = [
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::Native,
+        refuse_overwrite: false,
     },
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::None,
+        refuse_overwrite: false,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::None,
+        refuse_overwrite: false,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::Full,
+        refuse_overwrite: false,
     },
 ];
 
@@ -347,6 +351,7 @@ fn packing_is_deterministic_and_sorted() {
             UnpackOptions {
                 staging: Staging::Direct,
                 durability: Durability::None,
+                refuse_overwrite: false,
             },
         )
         .unwrap();
@@ -401,6 +406,7 @@ fn dpkg_new_staging_leaves_no_staging_files() {
             UnpackOptions {
                 staging: Staging::DpkgNew,
                 durability: Durability::Native,
+                refuse_overwrite: false,
             },
         )
         .unwrap();
@@ -484,6 +490,7 @@ fn old_style_directories_are_marked_by_a_trailing_slash() {
     let opts = UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::None,
+        refuse_overwrite: false,
     };
     scratch.unpack(&bytes, opts).unwrap();
     let meta = fs::metadata(scratch.dest.join("old")).unwrap();
@@ -535,6 +542,7 @@ fn missing_parent_directories_are_created_and_removed_on_failure() {
     let opts = UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::None,
+        refuse_overwrite: false,
     };
     scratch.unpack(&good, opts).unwrap();
     assert_eq!(

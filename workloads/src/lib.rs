@@ -6,6 +6,7 @@
 //! about models: it speaks of directories.
 
 pub mod corpus;
+pub mod exec;
 pub mod manifest;
 pub mod reads;
 pub mod view;

@@ -63,6 +63,7 @@ pub fn unpack(format: &str, input: &Path, dest: &Path) -> Result<ExitCode> {
                 UnpackOptions {
                     staging: Staging::Direct,
                     durability: Durability::None,
+                    refuse_overwrite: false,
                 },
             )?;
             eprintln!(

@@ -15,8 +15,13 @@ pub fn list() -> Result<ExitCode> {
         println!("  {:<8} {}{state}", m.name, m.stands_for);
     }
     println!("workloads:");
-    for w in Workload::ALL {
-        println!("  {}", w.name());
+    for w in Workload::KNOWN {
+        let note = if w == Workload::Exec {
+            "  (real corpora only; part of all on debian:PKG and debs:DIR)"
+        } else {
+            ""
+        };
+        println!("  {}{note}", w.name());
     }
     println!("corpora:");
     for (name, about) in workloads::corpus::builtin() {
@@ -27,5 +32,10 @@ pub fn list() -> Result<ExitCode> {
         "synthetic:N",
         workloads::corpus::synthetic::DESCRIPTION
     );
+    println!(
+        "  {:<15} the closure of a Debian package, downloaded with apt (Depends, Pre-Depends)",
+        "debian:PKG"
+    );
+    println!("  {:<15} every .deb file in a folder", "debs:DIR");
     Ok(ExitCode::SUCCESS)
 }

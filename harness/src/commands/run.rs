@@ -42,14 +42,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         );
         false
     };
-    let workloads = Workload::parse_list(&args.workload)?;
+    let real_corpus = corpus::is_real(&args.corpus);
+    let workloads = Workload::parse_list(&args.workload, real_corpus)?;
     let selected = select_models(&args.model)?;
     let durability = Durability::parse(&args.durability)?;
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    fs::create_dir_all(&args.work_dir)
-        .with_context(|| format!("creating work directory {}", args.work_dir.display()))?;
+    // Held until the run ends: no other run may empty or mount our targets meanwhile.
+    let _work_dir_lock = crate::workdir::claim_work_dir(&args.work_dir)?;
     let started = SystemTime::now();
 
     let corpus = open_corpus(&args.corpus, &args.work_dir)?;
@@ -109,7 +110,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     let options = ModelOptions {
         skip_maintainer_scripts: args.no_maintainer_scripts,
+        chroot_maintainer_scripts: real_corpus,
     };
+    let exec = workloads::exec::command_for(&args.corpus);
     let corpus_key = corpus_key(&corpus)?;
     let bench = Bench {
         corpus: &corpus,
@@ -118,6 +121,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         work_dir: &args.work_dir,
         cold_files: &cold_files,
         misses: &misses,
+        exec: &exec,
         plan: &plan,
         options: &options,
         calibration: &calibration,
@@ -170,6 +174,8 @@ pub struct Bench<'a> {
     pub work_dir: &'a Path,
     pub cold_files: &'a [String],
     pub misses: &'a [PathBuf],
+    /// The `exec` workload's program, or why this corpus has none.
+    pub exec: &'a std::result::Result<workloads::exec::ExecCommand, String>,
     pub plan: &'a Plan,
     pub options: &'a ModelOptions,
     pub calibration: &'a Calibration,
@@ -232,6 +238,7 @@ pub fn measure_model(
             expected: &bench.corpus.digest,
             cold_files: bench.cold_files,
             misses: bench.misses,
+            exec: bench.exec.as_ref().map_err(|s| s.as_str()),
         },
         plan: bench.plan,
     };

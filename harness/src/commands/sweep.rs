@@ -52,8 +52,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    fs::create_dir_all(&args.work_dir)
-        .with_context(|| format!("creating work directory {}", args.work_dir.display()))?;
+    // Held until the run ends: no other run may empty or mount our targets meanwhile.
+    let _work_dir_lock = crate::workdir::claim_work_dir(&args.work_dir)?;
     let started = SystemTime::now();
     let host = host_facts(&args.work_dir);
     let out_dir = match &args.out {
@@ -142,6 +142,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         let corpus_key = corpus_key(&corpus)?;
         let trees = package_trees(&corpus);
         let cold_files = corpus.largest_files(COLD_READ_FILES);
+        let no_exec = Err("synthetic corpora hold no program that runs".to_string());
         let bench = Bench {
             corpus: &corpus,
             trees: &trees,
@@ -149,6 +150,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             work_dir: &args.work_dir,
             cold_files: &cold_files,
             misses: &misses,
+            exec: &no_exec,
             plan: &plan,
             options: &options,
             calibration: &calibration,

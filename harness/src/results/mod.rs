@@ -85,6 +85,9 @@ pub struct ModelResult {
     /// Up to 20 paths where the view differs from the corpus.
     pub view_differences: Vec<String>,
     pub mirror_bytes: Option<u64>,
+    /// What the model reports about its last install that a number cannot say: on real
+    /// packages, the maintainer scripts `hooks` skipped or that failed, and why.
+    pub notes: Vec<String>,
     pub workloads: BTreeMap<String, WorkloadResult>,
 }
 
@@ -99,6 +102,7 @@ impl ModelResult {
             digest_matches: None,
             view_differences: Vec::new(),
             mirror_bytes: None,
+            notes: Vec::new(),
             workloads: BTreeMap::new(),
         }
     }

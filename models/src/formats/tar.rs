@@ -94,6 +94,10 @@ pub enum Staging {
 pub struct UnpackOptions {
     pub staging: Staging,
     pub durability: Durability,
+    /// dpkg's check against its file database: an entry whose path already holds a file
+    /// or symlink (installed by another package) is refused, "trying to overwrite", and
+    /// the archive is rolled back. Off, an existing file or symlink is replaced.
+    pub refuse_overwrite: bool,
 }
 
 /// What an unpack created.

@@ -54,6 +54,13 @@ pub struct HooksModel {
     /// Skip maintainer scripts and triggers (for comparing the unpack alone with
     /// `dpkg --unpack`).
     pub skip_hooks: bool,
+    /// Real packages: maintainer scripts run chrooted into the root, never on the host
+    /// (`scripts`), and what they create is not package content (`view`).
+    pub chroot_scripts: bool,
+    /// Scripts of the last install that were skipped or failed in the chroot.
+    notes: Vec<String>,
+    /// Every path the last install's packages own (dpkg's file lists), relative to the root.
+    owned: std::collections::HashSet<PathBuf>,
 }
 
 impl HooksModel {
@@ -174,9 +181,12 @@ impl Model for HooksModel {
         }
 
         let mut db = DpkgDatabase::new(&layout.admindir)?;
+        self.notes.clear();
+        let notes = std::cell::RefCell::new(Vec::new());
         let env = HookEnv {
             root: &layout.root,
             admindir: &layout.admindir,
+            chroot: self.chroot_scripts.then_some(&notes),
         };
         let mut installed_paths: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
         for &i in &order {
@@ -209,6 +219,7 @@ impl Model for HooksModel {
                     UnpackOptions {
                         staging: Staging::DpkgNew,
                         durability: ctx.durability,
+                        refuse_overwrite: true,
                     },
                 )
             })?;
@@ -241,6 +252,11 @@ impl Model for HooksModel {
             })?;
             installed_paths[i] = report.paths;
         }
+        self.owned = installed_paths
+            .iter()
+            .flatten()
+            .filter_map(|p| p.strip_prefix("/").ok().map(Path::to_path_buf))
+            .collect();
 
         if !self.skip_hooks {
             let info = db.info_dir();
@@ -257,21 +273,38 @@ impl Model for HooksModel {
             times.time("triggers", || process_triggers(env, &packages))?;
             self.record(Step::Triggers);
         }
+        self.notes = notes.into_inner();
         times.time("database", || db.checkpoint())?;
         Ok(times)
     }
 
     fn view(&self) -> View {
-        View {
-            root: self.root.clone().unwrap_or_default(),
-            internal_roots: Vec::new(),
-            // What ldconfig writes into the root: the loader's cache, and its auxiliary
-            // cache (dpkg's own database lives outside the root).
-            excluded: vec![
-                PathBuf::from("etc/ld.so.cache"),
-                PathBuf::from("var/cache/ldconfig"),
-            ],
+        let root = self.root.clone().unwrap_or_default();
+        // What ldconfig writes into the root: the loader's cache, and its auxiliary
+        // cache (dpkg's own database lives outside the root).
+        let mut excluded = vec![
+            PathBuf::from("etc/ld.so.cache"),
+            PathBuf::from("var/cache/ldconfig"),
+        ];
+        if self.chroot_scripts && self.root.is_some() {
+            // Real maintainer scripts create files no package owns (python's byte code,
+            // alternatives): state beside the packages, as ldconfig's cache is. Files
+            // they change inside packages are not excluded: those still differ.
+            for p in unowned_paths(&root, &self.owned) {
+                if !excluded.contains(&p) {
+                    excluded.push(p);
+                }
+            }
         }
+        View {
+            root,
+            internal_roots: Vec::new(),
+            excluded,
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn reset_caches(&mut self) -> Result<()> {
@@ -283,6 +316,29 @@ impl Model for HooksModel {
         self.root = None;
         Ok(())
     }
+}
+
+/// The topmost paths below `root` (relative) that no package owns: what maintainer
+/// scripts and triggers created. Unreadable directories are skipped: the digest that
+/// follows reads them and reports any error.
+fn unowned_paths(root: &Path, owned: &std::collections::HashSet<PathBuf>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let child = rel.join(entry.file_name());
+            if !owned.contains(&child) {
+                out.push(child);
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(child);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// apt's download: copies the archive and its control files into the archive cache.

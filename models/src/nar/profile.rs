@@ -40,6 +40,8 @@ enum Node {
     },
     Leaf {
         provider: usize,
+        /// The package's entry is itself a symlink (see `Writer::link`).
+        symlink: bool,
     },
 }
 
@@ -82,10 +84,10 @@ fn merge(
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
         let name = entry.file_name();
-        let is_dir = entry
+        let kind = entry
             .file_type()
-            .with_context(|| format!("lstat {}", entry.path().display()))?
-            .is_dir();
+            .with_context(|| format!("lstat {}", entry.path().display()))?;
+        let is_dir = kind.is_dir();
         let child_rel = rel.join(&name);
         match (children.get_mut(&name), is_dir) {
             (None, true) => {
@@ -100,7 +102,13 @@ fn merge(
                 );
             }
             (None, false) => {
-                children.insert(name, Node::Leaf { provider: i });
+                children.insert(
+                    name,
+                    Node::Leaf {
+                        provider: i,
+                        symlink: kind.is_symlink(),
+                    },
+                );
             }
             (
                 Some(Node::Dir {
@@ -115,7 +123,7 @@ fn merge(
             (Some(Node::Dir { providers, .. }), false) => {
                 collision(&child_rel, members, providers[0], i)?
             }
-            (Some(Node::Leaf { provider }), _) => collision(&child_rel, members, *provider, i)?,
+            (Some(Node::Leaf { provider, .. }), _) => collision(&child_rel, members, *provider, i)?,
         }
     }
     Ok(())
@@ -140,11 +148,24 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn link(&mut self, at: &Path, rel: &Path, provider: usize) -> Result<()> {
-        let target: PathBuf = self
+    /// Links `at` to the provider's entry in the store. A package's own symlink with a
+    /// relative target is copied instead: linked to, it would resolve inside its store
+    /// path, and Debian packages point across packages (`/usr/bin/python3 ->
+    /// python3.11`, shipped by python3 and python3.11-minimal). Nix packages are built
+    /// never to need this; buildEnv links to the symlink. The digest sees the same target
+    /// either way.
+    fn link(&mut self, at: &Path, rel: &Path, provider: usize, is_symlink: bool) -> Result<()> {
+        let mut target: PathBuf = self
             .store
             .join(&self.members[provider].store_path)
             .join(rel);
+        if is_symlink {
+            let own =
+                fs::read_link(&target).with_context(|| format!("readlink {}", target.display()))?;
+            if own.is_relative() {
+                target = own;
+            }
+        }
         symlink(&target, at).with_context(|| format!("creating {}", at.display()))?;
         rustix::fs::utimensat(CWD, at, &MTIME_STORE, AtFlags::SYMLINK_NOFOLLOW)
             .with_context(|| format!("setting the time of {}", at.display()))?;
@@ -162,9 +183,11 @@ impl Writer<'_> {
             let at = dir.join(name);
             let child_rel = rel.join(name);
             match node {
-                Node::Leaf { provider } => self.link(&at, &child_rel, *provider)?,
+                Node::Leaf { provider, symlink } => {
+                    self.link(&at, &child_rel, *provider, *symlink)?
+                }
                 Node::Dir { providers, .. } if providers.len() == 1 => {
-                    self.link(&at, &child_rel, providers[0])?
+                    self.link(&at, &child_rel, providers[0], false)?
                 }
                 Node::Dir { children, .. } => {
                     fs::create_dir(&at).with_context(|| format!("creating {}", at.display()))?;

@@ -9,10 +9,11 @@
 //! Selectors: `debian-qemu` (the default), `debian-python3`, or a subset of either,
 //! `NAME:PKG1,PKG2,...`, for tests and quick runs; a subset's dependencies resolve only
 //! within the subset. `synthetic:N` draws N packages from the embedded ones (`synthetic`),
-//! for scaling curves.
+//! for scaling curves. `debian:PKG` and `debs:DIR` are real packages (`deb`).
 
 mod cache;
 pub mod content;
+pub mod deb;
 mod generate;
 mod rng;
 pub mod script;
@@ -112,6 +113,9 @@ pub fn manifest(name: &str) -> Result<&'static Manifest> {
 /// `progress(done, total)` counts bytes of regular files generated; it is called on the
 /// calling thread after each file, and not at all when the corpus is already cached.
 pub fn open(name: &str, cache_root: &Path, progress: &dyn Fn(u64, u64)) -> Result<Corpus> {
+    if let Some(source) = deb::parse_selector(name)? {
+        return open_real(name, &source, cache_root);
+    }
     let selection = source::select(name)?;
     let key = cache::cache_key(&selection.cache_name);
     cache::check_key(&key)?;
@@ -130,6 +134,40 @@ pub fn open(name: &str, cache_root: &Path, progress: &dyn Fn(u64, u64)) -> Resul
         })
     })
     .with_context(|| format!("corpus {name}"))?;
+    Ok(from_metadata(name, dir, meta))
+}
+
+/// Opens `debian:PKG` or `debs:DIR`: the `.deb` files (downloaded if needed), converted
+/// into a corpus once per set of files. The cache name carries a hash of the set, so a
+/// new package version makes a new corpus and new mirrors rather than reusing old ones.
+fn open_real(name: &str, source: &deb::Source, cache_root: &Path) -> Result<Corpus> {
+    let cache_root = std::path::absolute(cache_root)
+        .with_context(|| format!("cache directory {}", cache_root.display()))?;
+    let debs = deb::collect(source, &cache_root).with_context(|| format!("corpus {name}"))?;
+    let identity = deb::identity(&debs).with_context(|| format!("corpus {name}"))?;
+    let key = cache::cache_key(&format!("{name}@{}", &identity[..16]));
+    cache::check_key(&key)?;
+    let want = cache::Metadata::new(name, &identity);
+    let (dir, meta, _generated) =
+        cache::open_or_build(&cache_root.join("corpora"), &key, &want, &mut |tmp| {
+            let (packages, digest) = deb::import(tmp, &debs)?;
+            Ok(cache::Metadata {
+                packages,
+                digest,
+                ..want.clone()
+            })
+        })
+        .with_context(|| format!("corpus {name}"))?;
+    Ok(from_metadata(name, dir, meta))
+}
+
+/// Whether a selector names real packages (`debian:PKG`, `debs:DIR`), whose programs run
+/// and whose maintainer scripts are real.
+pub fn is_real(name: &str) -> bool {
+    matches!(deb::parse_selector(name), Ok(Some(_)))
+}
+
+fn from_metadata(name: &str, dir: PathBuf, meta: cache::Metadata) -> Corpus {
     let packages = meta
         .packages
         .into_iter()
@@ -149,10 +187,10 @@ pub fn open(name: &str, cache_root: &Path, progress: &dyn Fn(u64, u64)) -> Resul
             bytes: m.bytes,
         })
         .collect();
-    Ok(Corpus {
+    Corpus {
         name: name.to_string(),
         dir,
         packages,
         digest: meta.digest,
-    })
+    }
 }

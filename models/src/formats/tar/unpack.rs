@@ -199,7 +199,12 @@ impl<'a> Unpacker<'a> {
         let staging = self.opts.staging;
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(parent, path.file_name(), staging)?;
+        clear_the_way(
+            parent,
+            path.file_name(),
+            staging,
+            self.opts.refuse_overwrite,
+        )?;
         let fd = rustix::fs::openat(
             parent,
             &name,
@@ -230,7 +235,12 @@ impl<'a> Unpacker<'a> {
         let staging = self.opts.staging;
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(parent, path.file_name(), staging)?;
+        clear_the_way(
+            parent,
+            path.file_name(),
+            staging,
+            self.opts.refuse_overwrite,
+        )?;
         rustix::fs::symlinkat(target, parent, &name)
             .map_err(|e| anyhow!("creating symlink: {}", std::io::Error::from(e)))?;
         self.undo.file(&with_name(path, &name));
@@ -260,7 +270,12 @@ impl<'a> Unpacker<'a> {
         let target_name = created_name(target.file_name(), staging);
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(parent, path.file_name(), staging)?;
+        clear_the_way(
+            parent,
+            path.file_name(),
+            staging,
+            self.opts.refuse_overwrite,
+        )?;
         rustix::fs::linkat(&target_dir, &target_name, parent, &name, AtFlags::empty())
             .map_err(|e| anyhow!("creating hard link: {}", std::io::Error::from(e)))?;
         self.undo.file(&with_name(path, &name));
@@ -298,9 +313,24 @@ fn existing_dir(root: &Beneath, parent: BorrowedFd, path: &RelPath) -> Result<Ex
 /// Prepares to create `name` in `parent`: a directory there is an error (a file never
 /// replaces a directory). Without staging, an existing file or symlink is removed (dpkg
 /// replaces it, by rename); with staging it stays until the rename replaces it, and only a
-/// stale `NAME.dpkg-new` from an interrupted unpack is removed.
-fn clear_the_way(parent: BorrowedFd, name: &[u8], staging: Staging) -> Result<()> {
+/// stale `NAME.dpkg-new` from an interrupted unpack is removed. With `refuse_overwrite`,
+/// any existing file or symlink is refused instead (dpkg's "trying to overwrite").
+fn clear_the_way(
+    parent: BorrowedFd,
+    name: &[u8],
+    staging: Staging,
+    refuse_overwrite: bool,
+) -> Result<()> {
     const DIR_IN_THE_WAY: &str = "a directory is where this entry goes";
+    if refuse_overwrite {
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) != FileType::Directory => {
+                bail!("trying to overwrite a file another package installed")
+            }
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => bail!("looking at what is in the way: {}", std::io::Error::from(e)),
+        }
+    }
     match staging {
         Staging::Direct => match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
