@@ -12,3 +12,52 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("skipping {test}: needs root");
     false
 }
+
+/// Set in the environment of a test re-run inside its private mount namespace; holds
+/// the path of the marker file the inner run writes when its body finished.
+pub const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
+
+/// Loop devices and mounts are global to the machine: tests that attach or mount take
+/// turns, so a before-and-after comparison of `losetup -a` sees only their own.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for this test binary's turn to mount (see `TURN`).
+pub fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `body` in a private mount namespace, so nothing it mounts can outlive it: the
+/// test binary runs this one test again under `unshare --mount --propagation private`,
+/// and the outer test passes only if the inner run got to the end of `body`.
+pub fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
+    use std::process::Command;
+    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
+        body();
+        std::fs::write(marker, test).expect("writing the namespace marker");
+        return;
+    }
+    let _turn = take_turn();
+    let marker = std::env::temp_dir().join(format!(
+        "pkgbench-ns-{}-{}",
+        std::process::id(),
+        test.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    ));
+    let _ = std::fs::remove_file(&marker);
+    let status = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, &marker)
+        .status()
+        .expect("unshare (util-linux) must be installed");
+    let ran = std::fs::read_to_string(&marker).unwrap_or_default();
+    let _ = std::fs::remove_file(&marker);
+    assert!(
+        status.success(),
+        "{test} failed in its private mount namespace"
+    );
+    assert_eq!(
+        ran, test,
+        "{test} did not finish in its private mount namespace"
+    );
+}

@@ -9,7 +9,7 @@
 //! binary re-executed under `unshare --mount --propagation private`, as overlay_model.rs
 //! does), so it cannot outlive the test.
 
-use harness::testing::require_root;
+use harness::testing::{in_private_mount_namespace, require_root};
 use models::hooks::HooksModel;
 use models::nar::db::StoreDb;
 use models::nar::NarModel;
@@ -19,34 +19,7 @@ use nix::mount::{mount, MsFlags};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
-
-/// Runs `body` in a private mount namespace (see overlay_model.rs): the test binary runs
-/// this one test again under `unshare`, and the outer test passes only if the inner one
-/// ran it to the end.
-fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
-        body();
-        fs::write(marker, test).unwrap();
-        return;
-    }
-    let marker = tempfile::NamedTempFile::new().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(IN_NAMESPACE, marker.path())
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(
-        status.success(),
-        "{test} failed in its private mount namespace"
-    );
-    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
-}
 
 fn package(work: &Path, name: &str, depends: &[&str], files: &[(&str, Vec<u8>)]) -> PackageTree {
     let root = work.join("src").join(name);

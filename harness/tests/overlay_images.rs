@@ -3,7 +3,7 @@
 //! show exactly the tree they were built from (the view digest of the mount equals that
 //! of the source). Needs root; the mounting runs in a private mount namespace.
 
-use harness::testing::require_root;
+use harness::testing::{in_private_mount_namespace, require_root};
 use models::formats::squashfs::{build_image, Compression, ImageOptions};
 use models::overlay::loopdev;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -13,30 +13,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use workloads::view::{digest_view, ViewSpec};
-
-const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
-
-/// Runs `body` in a private mount namespace (see `overlay_model.rs`).
-fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
-        body();
-        fs::write(marker, test).unwrap();
-        return;
-    }
-    let marker = tempfile::NamedTempFile::new().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(IN_NAMESPACE, marker.path())
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(
-        status.success(),
-        "{test} failed in its private mount namespace"
-    );
-    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
-}
 
 fn source_tree(root: &Path) {
     fs::create_dir_all(root.join("usr/lib/x86_64-linux-gnu")).unwrap();

@@ -6,7 +6,7 @@
 //! private`), so nothing it mounts can outlive it.
 
 use harness::conformance::run_conformance;
-use harness::testing::require_root;
+use harness::testing::{in_private_mount_namespace, require_root, take_turn};
 use models::overlay::stack::MountApi;
 use models::overlay::OverlayModel;
 use models::{Durability, Model, PackageTree, RunCtx};
@@ -18,41 +18,6 @@ use std::time::{Duration, Instant};
 use workloads::corpus;
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
-
-/// Loop devices are global: the tests of this file take turns, so the SIGKILL test's
-/// before-and-after comparison of `losetup -a` sees only its own devices.
-static LOOP_DEVICES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn take_turn() -> std::sync::MutexGuard<'static, ()> {
-    LOOP_DEVICES
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Runs `body` in a private mount namespace: the test binary runs this one test again
-/// under `unshare`, and the outer test passes only if the inner one ran it to the end.
-fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
-        body();
-        fs::write(marker, test).unwrap();
-        return;
-    }
-    let _turn = take_turn();
-    let marker = tempfile::NamedTempFile::new().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(IN_NAMESPACE, marker.path())
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(
-        status.success(),
-        "{test} failed in its private mount namespace"
-    );
-    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
-}
 
 /// What the host has mounted of our kinds, and its loop devices: must not change.
 fn host_state() -> (Vec<String>, String) {

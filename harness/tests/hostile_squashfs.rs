@@ -7,36 +7,13 @@
 //! binary re-executed under `unshare --mount --propagation private`, as
 //! harness/tests/overlay_model.rs does), so nothing it mounts can outlive it.
 
+use harness::testing::{in_private_mount_namespace, require_root};
 use models::overlay::OverlayModel;
 use models::{Durability, Model, PackageTree, RunCtx};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
-
-fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
-    if let Some(marker) = std::env::var_os(IN_NAMESPACE) {
-        body();
-        fs::write(marker, test).unwrap();
-        return;
-    }
-    let marker = tempfile::NamedTempFile::new().unwrap();
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(IN_NAMESPACE, marker.path())
-        .status()
-        .expect("unshare (util-linux) must be installed");
-    assert!(
-        status.success(),
-        "{test} failed in its private mount namespace"
-    );
-    assert_eq!(fs::read_to_string(marker.path()).unwrap(), test);
-}
 
 fn package(work: &Path, name: &str) -> PackageTree {
     let root = work.join("src").join(name);
@@ -111,12 +88,7 @@ fn mounts_under(dir: &str) -> Vec<String> {
 #[test]
 fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_mount() {
     let test = "root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_mount";
-    if !rustix::process::geteuid().is_root() {
-        assert!(
-            std::env::var("CI").ok().as_deref() != Some("true"),
-            "{test}: needs root, and CI=true"
-        );
-        eprintln!("skipping {test}: needs root");
+    if !require_root(test) {
         return;
     }
     in_private_mount_namespace(test, || {
