@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod formats;
 pub mod fuse;
 pub mod hooks;
+pub mod mirror_files;
 pub mod nar;
 pub mod order;
 pub mod overlay;

@@ -40,12 +40,12 @@ pub mod union;
 pub use fs::FuseOptions;
 
 use crate::formats::squashfs::ImageOptions;
+use crate::mirror_files::{fetch_image, sync_dir};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use daemon::Daemon;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The fuse model. See the module doc.
 #[derive(Default)]
@@ -79,7 +79,7 @@ impl FuseModel {
             bail!("fuse: no daemon running: install first");
         };
         let images = ctx.target.join("images");
-        let image = times.time("fetch", || fetch(art, ctx, &images))?;
+        let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
         let name = image
             .file_stem()
             .and_then(|s| s.to_str())
@@ -158,36 +158,4 @@ impl Model for FuseModel {
             None => Ok(()),
         }
     }
-}
-
-/// Copies the image into the image directory: under a temporary name, synced unless
-/// durability is `none`, then renamed (a daemon must never open a torn image).
-fn fetch(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBuf> {
-    let rel = art
-        .files
-        .first()
-        .with_context(|| format!("{}: artifact lists no image", art.package))?;
-    let name = rel
-        .file_name()
-        .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
-    let src = ctx.mirror.join(rel);
-    let dst = images.join(name);
-    let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::copy(&src, &tmp).with_context(|| format!("fetching {}", src.display()))?;
-    if ctx.durability != Durability::None {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, &dst).with_context(|| format!("renaming {}", dst.display()))?;
-    if ctx.durability == Durability::Full {
-        sync_dir(images)?;
-    }
-    Ok(dst)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
 }

@@ -15,6 +15,7 @@
 //! **squashfuse** (start each daemon and wait until its mount is up), **overlay**.
 
 use crate::formats::squashfs::ImageOptions;
+use crate::mirror_files::{fetch_image, sync_dir};
 use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
@@ -98,10 +99,10 @@ impl Model for SquashfuseModel {
         let mut times = PhaseTimes::default();
         let mut fetched = Vec::with_capacity(set.len());
         for art in set {
-            fetched.push(times.time("fetch", || super::fetch(art, ctx, &images))?);
+            fetched.push(times.time("fetch", || fetch_image(art, ctx, &images))?);
         }
         if ctx.durability != Durability::None {
-            times.time("fetch", || super::sync_dir(&images))?;
+            times.time("fetch", || sync_dir(&images))?;
         }
         let mut lowers = Vec::with_capacity(set.len() + 1);
         for (i, image) in fetched.iter().enumerate() {

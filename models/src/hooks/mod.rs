@@ -17,14 +17,14 @@ pub mod scripts;
 pub mod triggers;
 
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
+use crate::mirror_files::sha256_and_size;
 use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use database::DpkgDatabase;
 use scripts::{run_maintainer_script, HookEnv};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use triggers::{process_triggers, TriggerPackage};
 
@@ -385,24 +385,4 @@ fn install_control_scripts(info: &Path, package: &str, scripts: &[PathBuf]) -> R
         fs::copy(src, &dst).with_context(|| format!("installing {}", dst.display()))?;
     }
     Ok(())
-}
-
-fn sha256_and_size(path: &Path) -> Result<(String, u64)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    let digest = hasher.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
 }

@@ -32,13 +32,12 @@ pub mod loopdev;
 pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
+use crate::mirror_files::{fetch_image, sha256_and_size, sync_dir};
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use sha2::{Digest, Sha256};
 use stack::{mount_overlay, plan, MountApi, Plan};
-use std::fs::{self, File};
-use std::io::{BufReader, Read};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The overlay model. See the module doc.
@@ -147,7 +146,7 @@ impl Model for OverlayModel {
 
         let mut fetched = Vec::with_capacity(set.len());
         for art in set {
-            fetched.push(times.time("fetch", || fetch(art, ctx, &images))?);
+            fetched.push(times.time("fetch", || fetch_image(art, ctx, &images))?);
         }
         if ctx.durability != Durability::None {
             times.time("fetch", || sync_dir(&images))?;
@@ -265,56 +264,4 @@ fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// Copies the image into the image directory: under a temporary name, synced unless
-/// durability is `none`, then renamed.
-fn fetch(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBuf> {
-    let rel = art
-        .files
-        .first()
-        .with_context(|| format!("{}: artifact lists no image", art.package))?;
-    let name = rel
-        .file_name()
-        .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
-    let src = ctx.mirror.join(rel);
-    let dst = images.join(name);
-    let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
-    fs::copy(&src, &tmp).with_context(|| format!("fetching {}", src.display()))?;
-    if ctx.durability != Durability::None {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    fs::rename(&tmp, &dst).with_context(|| format!("renaming {}", dst.display()))?;
-    if ctx.durability == Durability::Full {
-        sync_dir(images)?;
-    }
-    Ok(dst)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
-}
-
-fn sha256_and_size(path: &Path) -> Result<(String, u64)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    let digest = hasher.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
 }
