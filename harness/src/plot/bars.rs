@@ -1,7 +1,7 @@
 //! Per workload: grouped bars of the median wall time by model, one bar per results
 //! file in each group, with whiskers for the 95% interval of the median.
 
-use super::{both_formats, drawing, Series, FONT, PALETTE};
+use super::{both_formats, drawing, model_chart, Series, FONT, PALETTE};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -74,35 +74,7 @@ fn draw<DB: DrawingBackend>(
         .fold(0.0f64, f64::max)
         * 1.15;
     let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
-    let mut chart = drawing(
-        figure,
-        ChartBuilder::on(&area)
-            .caption(title, (FONT, 30))
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(110)
-            .build_cartesian_2d(0.0..data.len() as f64, 0.0..ymax.max(1e-3)),
-    )?;
-    drawing(
-        figure,
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(data.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = (*x - 0.5).round();
-                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .x_desc("model")
-            .y_desc("wall time (ms)")
-            .label_style((FONT, 22))
-            .axis_desc_style((FONT, 24))
-            .draw(),
-    )?;
+    let mut chart = model_chart(&area, figure, title, &names, ymax, "wall time (ms)")?;
     let width = 0.8 / per_group as f64;
     for (g, (_, bars)) in data.iter().enumerate() {
         for (s, bar) in bars.iter().enumerate() {

@@ -14,6 +14,7 @@ pub mod scaling;
 
 use crate::results::read::{Key, Measured};
 use anyhow::{anyhow, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::collections::BTreeMap;
@@ -56,6 +57,49 @@ pub const PALETTE: [RGBColor; 8] = [
 /// Turns a plotters error into an anyhow error naming the figure.
 pub fn drawing<T, E: std::fmt::Debug>(figure: &Path, r: Result<T, E>) -> Result<T> {
     r.map_err(|e| anyhow!("drawing {}: {e:?}", figure.display()))
+}
+
+/// A chart with one slot per model on the x axis (labelled with the model's name under
+/// the slot's middle) and a linear y axis from 0 to `ymax`, as bars and phases use it.
+pub fn model_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, plotters::coord::Shift>,
+    figure: &Path,
+    title: &str,
+    names: &[String],
+    ymax: f64,
+    y_desc: &str,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = drawing(
+        figure,
+        ChartBuilder::on(area)
+            .caption(title, (FONT, 30))
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(110)
+            .build_cartesian_2d(0.0..names.len() as f64, 0.0..ymax.max(1e-3)),
+    )?;
+    drawing(
+        figure,
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(names.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                // Only the slots' middles (0.5, 1.5, ...) carry a name.
+                let i = (*x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("model")
+            .y_desc(y_desc)
+            .label_style((FONT, 22))
+            .axis_desc_style((FONT, 24))
+            .draw(),
+    )?;
+    Ok(chart)
 }
 
 /// Draws one figure as `BASE.svg` and `BASE.png` with the same drawing code.

@@ -1,7 +1,7 @@
 //! Install phases as stacked bars: where each model's install time goes (median of each
 //! phase, stacked in the order the model reports them).
 
-use super::{both_formats, drawing, Series, FONT, SIZE};
+use super::{both_formats, drawing, model_chart, Series, FONT, SIZE};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -113,34 +113,13 @@ fn draw<DB: DrawingBackend>(
     phase_names.sort_by(|a, b| (phase_rank(a), a).cmp(&(phase_rank(b), b)));
     // The legend gets its own column on the right, so it never hides a stack.
     let (plot_area, legend_area) = area.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let mut chart = drawing(
+    let mut chart = model_chart(
+        &plot_area,
         figure,
-        ChartBuilder::on(&plot_area)
-            .caption(title, (FONT, 30))
-            .margin(20)
-            .x_label_area_size(60)
-            .y_label_area_size(110)
-            .build_cartesian_2d(0.0..data.len() as f64, 0.0..ymax.max(1e-3)),
-    )?;
-    drawing(
-        figure,
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(data.len() * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = (*x - 0.5).round();
-                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .x_desc("model")
-            .y_desc("install time (ms), median per phase")
-            .label_style((FONT, 22))
-            .axis_desc_style((FONT, 24))
-            .draw(),
+        title,
+        &names,
+        ymax,
+        "install time (ms), median per phase",
     )?;
     for (p, phase) in phase_names.iter().enumerate() {
         let colour = PHASE_COLOURS[p % PHASE_COLOURS.len()];
