@@ -207,6 +207,7 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
             creates_per_s: 1e5,
             creates_fsync_per_s: 1e3,
         },
+        fidelity: fidelity::fidelity(&models),
         models,
     }
 }

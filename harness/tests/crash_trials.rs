@@ -21,7 +21,14 @@ use std::time::{Duration, Instant};
 /// The closure of `tar` and a few more: every model's install takes tens to hundreds of
 /// milliseconds on it, long enough to be killed at many different points.
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-const MODELS: [&str; 4] = ["hooks", "nar", "fuse", "overlay"];
+/// The models a default run kills. Not `fuse`: its FUSE server is a thread of the
+/// harness, and a SIGKILL that lands while the harness's own main thread waits on a FUSE
+/// request the server thread had already taken leaves the process unkillable (the kernel
+/// waits for an answer uninterruptibly, and cannot abort the connection while the dying
+/// process itself holds /dev/fuse); the mount then outlives the run until the connection
+/// is aborted through fusectl. Seen here in a crash trial; the fix is a daemon process
+/// of its own, as distri has. `PKGBENCH_CRASH_MODELS=fuse` still tries it.
+const MODELS: [&str; 3] = ["hooks", "nar", "overlay"];
 
 /// splitmix64: a seeded PRNG, so a trial's kill moment can be replayed.
 struct Rng(u64);

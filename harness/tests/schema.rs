@@ -22,6 +22,15 @@ fn sample_results() -> RunResults {
     results_with(vec![model])
 }
 
+/// `sample_results` with the reference of its model, so the fidelity table has a row.
+fn sample_results_with_reference() -> RunResults {
+    let mut models = sample_results().models;
+    let mut reference = models[0].clone();
+    reference.name = "ref-dpkg".into();
+    models.push(reference);
+    results_with(models)
+}
+
 fn field_paths(value: &Value, prefix: &str, parent_key: &str, out: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
@@ -62,7 +71,8 @@ fn documented_fields() -> BTreeSet<String> {
 
 #[test]
 fn every_written_field_is_documented_and_every_documented_field_is_written() {
-    let json = serde_json::to_value(sample_results()).unwrap();
+    let json = serde_json::to_value(sample_results_with_reference()).unwrap();
+    assert_eq!(json["fidelity"][0]["ratio"], 1.0);
     let mut written = BTreeSet::new();
     field_paths(&json, "", "", &mut written);
     let documented = documented_fields();

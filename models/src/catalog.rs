@@ -57,5 +57,19 @@ pub fn catalog() -> Vec<ModelInfo> {
             stands_for: "reference: the fuse model's images served by squashfuse_ll (one FUSE mount per package) under OverlayFS",
             make: Some(|_| Box::new(crate::fuse::reference::SquashfuseModel::new())),
         },
+        ModelInfo {
+            name: "ref-dpkg",
+            stands_for: "reference: the real dpkg unpacking and configuring .debs of the same trees, for hooks",
+            make: Some(|o| {
+                let mut model = crate::refs::dpkg::DpkgModel::new();
+                model.real_packages = o.chroot_maintainer_scripts;
+                Box::new(model)
+            }),
+        },
+        ModelInfo {
+            name: "ref-nix",
+            stands_for: "reference: nix-store --restore of the nar model's NARs, then the same profile, for nar",
+            make: Some(|_| Box::new(crate::refs::nix::NixStoreModel::new())),
+        },
     ]
 }

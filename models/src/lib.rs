@@ -17,6 +17,7 @@ pub mod nar;
 pub mod order;
 pub mod overlay;
 pub mod phases;
+pub mod refs;
 
 pub use catalog::{catalog, ModelInfo, ModelOptions};
 

@@ -96,6 +96,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         corpus: corpus_record(&corpus),
         calibration: calibration.clone(),
         models: Vec::new(),
+        fidelity: Vec::new(),
     };
 
     let trees = package_trees(&corpus);
@@ -132,11 +133,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     {
         let result = measure_model(&info, &bench, &mut caches);
         results.models.push(result);
+        results.fidelity = crate::results::fidelity::fidelity(&results.models);
         write_outputs(&results, &out_dir)?;
     }
     results.finished_utc = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     write_outputs(&results, &out_dir)?;
-    let table = render_table(&results);
+    let table = format!(
+        "{}{}",
+        render_table(&results),
+        crate::results::fidelity::render_fidelity(&results)
+    );
     print!("{table}");
     fs::write(out_dir.join("summary.md"), format!("```\n{table}```\n"))
         .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;

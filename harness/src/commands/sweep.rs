@@ -179,6 +179,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             corpus: corpus_record(&corpus),
             calibration: calibration.clone(),
             models: Vec::new(),
+            fidelity: Vec::new(),
         };
         sweep.corpora.push(SweepCorpus {
             packages: n,
@@ -196,6 +197,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 row.lookup = Some(overlay_lookups(&bench, &mut caches, lookup_plan));
             }
             results.models.push(result);
+            results.fidelity = crate::results::fidelity::fidelity(&results.models);
             write_outputs(&results, &point_dir)?;
             sweep.rows.push(row);
             write_value(

@@ -4,6 +4,7 @@
 
 pub mod bmf;
 pub mod csv;
+pub mod fidelity;
 pub mod github_benchmark;
 pub mod json;
 pub mod latex;
@@ -29,6 +30,8 @@ pub struct RunResults {
     /// The work directory's limits, measured at the start of the run.
     pub calibration: crate::calibrate::Calibration,
     pub models: Vec<ModelResult>,
+    /// Each model against its reference run (`fidelity`), once both ran.
+    pub fidelity: Vec<fidelity::FidelityRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]

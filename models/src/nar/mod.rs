@@ -168,8 +168,10 @@ impl Model for NarModel {
             .unwrap_or_else(|p| p.into_inner());
         attribute_parallel_phases(&mut times, wall, &streams, register);
 
-        let db = db.into_inner().unwrap_or_else(|p| p.into_inner());
-        times.time("profile", || make_profile(&layout, set, &infos, db))?;
+        let mut db = db.into_inner().unwrap_or_else(|p| p.into_inner());
+        times.time("profile", || {
+            make_profile(&layout, set, &infos, Some(&mut db))
+        })?;
         Ok(times)
     }
 
@@ -202,7 +204,7 @@ impl Model for NarModel {
     }
 }
 
-fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarInfo>> {
+pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarInfo>> {
     set.iter()
         .map(|a| {
             let rel = a
@@ -280,12 +282,13 @@ fn attribute_parallel_phases(
     }
 }
 
-/// Builds the user environment in the store, registers it, and points the profile at it.
-fn make_profile(
+/// Builds the user environment in the store, registers it (when there is a database), and
+/// points the profile at it.
+pub(crate) fn make_profile(
     layout: &Layout,
     set: &[Artifact],
     infos: &[NarInfo],
-    mut db: StoreDb,
+    db: Option<&mut StoreDb>,
 ) -> Result<()> {
     let members: Vec<profile::Member> = set
         .iter()
@@ -309,13 +312,15 @@ fn make_profile(
         let final_path = layout.store.join(&base);
         fs::rename(&tmp, &final_path)
             .with_context(|| format!("renaming {} into place", tmp.display()))?;
-        db.register(&[ValidPath {
-            path: format!("{STORE_DIR}/{base}"),
-            nar_hash,
-            nar_size,
-            references: infos.iter().map(NarInfo::full_path).collect(),
-            ca: None,
-        }])?;
+        if let Some(db) = db {
+            db.register(&[ValidPath {
+                path: format!("{STORE_DIR}/{base}"),
+                nar_hash,
+                nar_size,
+                references: infos.iter().map(NarInfo::full_path).collect(),
+                ca: None,
+            }])?;
+        }
         let link = layout.profiles.join("default-1-link");
         std::os::unix::fs::symlink(&final_path, &link)
             .with_context(|| format!("creating {}", link.display()))?;
