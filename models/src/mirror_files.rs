@@ -1,7 +1,7 @@
 //! Mirror files shared by the models: hashing an artifact as a repository index would
 //! publish it, and fetching an image durably into a model's image directory.
 
-use crate::{Artifact, Durability, RunCtx};
+use crate::{Artifact, Durability, PackageTree, RunCtx};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -61,4 +61,23 @@ pub fn sha256_and_size(path: &Path) -> Result<(String, u64)> {
     }
     let digest = hasher.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), size))
+}
+
+/// The artifact of `pkg` whose mirror files are `files` (relative to `mirror`; the first
+/// is the archive or image, hashed as a repository index publishes it).
+pub fn artifact_for(pkg: &PackageTree, files: Vec<PathBuf>, mirror: &Path) -> Result<Artifact> {
+    let first = files
+        .first()
+        .with_context(|| format!("package {}: no file on the mirror", pkg.name))?;
+    let (sha256, size_bytes) = sha256_and_size(&mirror.join(first))?;
+    Ok(Artifact {
+        package: pkg.name.clone(),
+        version: pkg.version.clone(),
+        files,
+        sha256,
+        size_bytes,
+        depends: pkg.depends.clone(),
+        pre_depends: pkg.pre_depends.clone(),
+        triggers: pkg.triggers.clone(),
+    })
 }

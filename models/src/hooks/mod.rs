@@ -17,7 +17,7 @@ pub mod scripts;
 pub mod triggers;
 
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
-use crate::mirror_files::sha256_and_size;
+use crate::mirror_files::{artifact_for, sha256_and_size};
 use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
@@ -145,17 +145,7 @@ impl Model for HooksModel {
                 files.push(rel);
             }
         }
-        let (sha256, size_bytes) = sha256_and_size(&archive)?;
-        Ok(Artifact {
-            package: pkg.name.clone(),
-            version: pkg.version.clone(),
-            files,
-            sha256,
-            size_bytes,
-            depends: pkg.depends.clone(),
-            pre_depends: pkg.pre_depends.clone(),
-            triggers: pkg.triggers.clone(),
-        })
+        artifact_for(pkg, files, mirror)
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {

@@ -56,6 +56,27 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The view of an install into this layout: the profile, seeing through its links
+    /// into the store.
+    pub fn view(&self) -> View {
+        View {
+            root: self.profiles.join("default"),
+            internal_roots: vec![self.store.clone()],
+            excluded: Vec::new(),
+        }
+    }
+
+    /// Gives the target back: the store is read-only (mode 0555 directories); without
+    /// root the caller could not remove it, so it is made writable again, as Nix's
+    /// garbage collector does.
+    pub fn release(self) -> Result<()> {
+        if !rustix::process::geteuid().is_root() && self.store.exists() {
+            make_dirs_writable(&self.store)
+                .with_context(|| format!("making {} writable", self.store.display()))?;
+        }
+        Ok(())
+    }
+
     /// `target` should be absolute: profile links point into `store`.
     pub fn new(target: &Path) -> Layout {
         Layout {
@@ -176,14 +197,7 @@ impl Model for NarModel {
     }
 
     fn view(&self) -> View {
-        match &self.layout {
-            Some(l) => View {
-                root: l.profiles.join("default"),
-                internal_roots: vec![l.store.clone()],
-                excluded: Vec::new(),
-            },
-            None => View::default(),
-        }
+        self.layout.as_ref().map(Layout::view).unwrap_or_default()
     }
 
     fn reset_caches(&mut self) -> Result<()> {
@@ -192,15 +206,10 @@ impl Model for NarModel {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        // The store is read-only (mode 0555 directories); without root the caller could not
-        // remove it, so it is made writable again, as Nix's garbage collector does.
-        if let Some(l) = self.layout.take() {
-            if !rustix::process::geteuid().is_root() && l.store.exists() {
-                make_dirs_writable(&l.store)
-                    .with_context(|| format!("making {} writable", l.store.display()))?;
-            }
+        match self.layout.take() {
+            Some(l) => l.release(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ pub mod loopdev;
 pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
-use crate::mirror_files::{fetch_image, sha256_and_size, sync_dir};
+use crate::mirror_files::{artifact_for, fetch_image, sync_dir};
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -112,17 +112,7 @@ impl Model for OverlayModel {
         let image = mirror.join(&rel);
         build_image(&pkg.root, &image, &self.image)
             .with_context(|| format!("packing {}", pkg.name))?;
-        let (sha256, size_bytes) = sha256_and_size(&image)?;
-        Ok(Artifact {
-            package: pkg.name.clone(),
-            version: pkg.version.clone(),
-            files: vec![rel],
-            sha256,
-            size_bytes,
-            depends: pkg.depends.clone(),
-            pre_depends: pkg.pre_depends.clone(),
-            triggers: pkg.triggers.clone(),
-        })
+        artifact_for(pkg, vec![rel], mirror)
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {

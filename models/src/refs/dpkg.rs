@@ -25,7 +25,7 @@
 //! notes.
 
 use super::run_quiet;
-use crate::mirror_files::sha256_and_size;
+use crate::mirror_files::artifact_for;
 use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
@@ -134,17 +134,7 @@ impl Model for DpkgModel {
         })();
         let _ = fs::remove_dir_all(&stage);
         let rel = built?;
-        let (sha256, size_bytes) = sha256_and_size(&mirror.join(&rel))?;
-        Ok(Artifact {
-            package: pkg.name.clone(),
-            version: pkg.version.clone(),
-            files: vec![rel],
-            sha256,
-            size_bytes,
-            depends: pkg.depends.clone(),
-            pre_depends: pkg.pre_depends.clone(),
-            triggers: pkg.triggers.clone(),
-        })
+        artifact_for(pkg, vec![rel], mirror)
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {

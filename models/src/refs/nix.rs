@@ -139,14 +139,7 @@ impl Model for NixStoreModel {
     }
 
     fn view(&self) -> View {
-        match &self.layout {
-            Some(l) => View {
-                root: l.profiles.join("default"),
-                internal_roots: vec![l.store.clone()],
-                excluded: Vec::new(),
-            },
-            None => View::default(),
-        }
+        self.layout.as_ref().map(Layout::view).unwrap_or_default()
     }
 
     fn reset_caches(&mut self) -> Result<()> {
@@ -154,14 +147,9 @@ impl Model for NixStoreModel {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        // The profile's directories are 0555: made writable again so a caller without root
-        // can remove the target, as the nar model does.
-        if let Some(l) = self.layout.take() {
-            if !rustix::process::geteuid().is_root() && l.store.exists() {
-                crate::formats::nar::make_dirs_writable(&l.store)
-                    .with_context(|| format!("making {} writable", l.store.display()))?;
-            }
+        match self.layout.take() {
+            Some(l) => l.release(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
