@@ -5,7 +5,7 @@
 use crate::caches::KernelCaches;
 use crate::calibrate::{calibrate, fractions, Calibration};
 use crate::cli::RunArgs;
-use crate::host::{git_commit, host_facts};
+use crate::host::host_facts;
 use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
 use crate::progress::{bar, spinner};
@@ -15,9 +15,7 @@ use crate::results::csv::write_csv;
 use crate::results::github_benchmark::to_github_benchmark;
 use crate::results::json::{write_json, write_value};
 use crate::results::table::render_table;
-use crate::results::{
-    CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION,
-};
+use crate::results::{CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts};
 use crate::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
@@ -71,17 +69,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
     sp.finish_and_clear();
 
-    let mut results = RunResults {
-        schema_version: SCHEMA_VERSION,
-        tool: ToolFacts {
-            name: "pkgbench",
-            version: env!("CARGO_PKG_VERSION"),
-            git_commit: git_commit(),
-        },
-        started_utc: humantime::format_rfc3339_seconds(started).to_string(),
-        finished_utc: None,
+    let mut results = RunResults::begin(
+        ToolFacts::current(),
+        started,
         host,
-        config: RunConfigRecord {
+        RunConfigRecord {
             models: selected.clone(),
             workloads: workloads.iter().map(|w| w.name().to_string()).collect(),
             corpus: args.corpus.clone(),
@@ -93,11 +85,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             private_mount_namespace: namespace,
             caches_dropped,
         },
-        corpus: corpus_record(&corpus),
-        calibration: calibration.clone(),
-        models: Vec::new(),
-        fidelity: Vec::new(),
-    };
+        corpus_record(&corpus),
+        calibration.clone(),
+    );
 
     let trees = package_trees(&corpus);
     let cold_files = corpus.largest_files(COLD_READ_FILES);

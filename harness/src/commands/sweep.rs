@@ -14,12 +14,12 @@ use crate::commands::run::{
     corpus_key, corpus_record, default_out_dir, measure_model, open_corpus, select_models,
     write_outputs, Bench,
 };
-use crate::host::{git_commit, host_facts};
+use crate::host::host_facts;
 use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
 use crate::progress::spinner;
 use crate::results::json::write_value;
-use crate::results::{RunConfigRecord, RunResults, Status, ToolFacts, SCHEMA_VERSION};
+use crate::results::{RunConfigRecord, RunResults, Status, ToolFacts};
 use crate::runner::{Plan, Workload};
 use crate::sweep::{
     failed_lookups, lookup_names, measure_overlay_lookups, parse_counts, row_of, LookupPlan,
@@ -79,11 +79,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     sp.finish_and_clear();
 
     let workloads = Workload::ALL.to_vec();
-    let tool = ToolFacts {
-        name: "pkgbench",
-        version: env!("CARGO_PKG_VERSION"),
-        git_commit: git_commit(),
-    };
+    let tool = ToolFacts::current();
     let lookup_plan = LookupPlan {
         cold_samples: args.lookup_samples.max(1),
         warm_batches: WARM_BATCHES,
@@ -158,13 +154,11 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         let point_dir = out_dir.join(format!("n{n}"));
         fs::create_dir_all(&point_dir)
             .with_context(|| format!("creating {}", point_dir.display()))?;
-        let mut results = RunResults {
-            schema_version: SCHEMA_VERSION,
-            tool: tool.clone(),
-            started_utc: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            finished_utc: None,
-            host: host.clone(),
-            config: RunConfigRecord {
+        let mut results = RunResults::begin(
+            tool.clone(),
+            SystemTime::now(),
+            host.clone(),
+            RunConfigRecord {
                 models: selected.clone(),
                 workloads: sweep.config.workloads.clone(),
                 corpus: name.clone(),
@@ -176,11 +170,9 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 private_mount_namespace: namespace,
                 caches_dropped,
             },
-            corpus: corpus_record(&corpus),
-            calibration: calibration.clone(),
-            models: Vec::new(),
-            fidelity: Vec::new(),
-        };
+            corpus_record(&corpus),
+            calibration.clone(),
+        );
         sweep.corpora.push(SweepCorpus {
             packages: n,
             corpus: results.corpus.clone(),

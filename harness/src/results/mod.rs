@@ -41,6 +41,42 @@ pub struct ToolFacts {
     pub git_commit: String,
 }
 
+impl ToolFacts {
+    /// This harness: its version and the commit it was built from.
+    pub fn current() -> ToolFacts {
+        ToolFacts {
+            name: "pkgbench",
+            version: env!("CARGO_PKG_VERSION"),
+            git_commit: crate::host::git_commit(),
+        }
+    }
+}
+
+impl RunResults {
+    /// The results of a run about to measure its models: everything but the models.
+    pub fn begin(
+        tool: ToolFacts,
+        started: std::time::SystemTime,
+        host: HostFacts,
+        config: RunConfigRecord,
+        corpus: CorpusRecord,
+        calibration: crate::calibrate::Calibration,
+    ) -> RunResults {
+        RunResults {
+            schema_version: SCHEMA_VERSION,
+            tool,
+            started_utc: humantime::format_rfc3339_seconds(started).to_string(),
+            finished_utc: None,
+            host,
+            config,
+            corpus,
+            calibration,
+            models: Vec::new(),
+            fidelity: Vec::new(),
+        }
+    }
+}
+
 /// The effective configuration, echoed as fio does.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfigRecord {
