@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// hooks: unpack only, without maintainer scripts and triggers.
     #[arg(long)]
     pub no_maintainer_scripts: bool,
+    /// fuse: one daemon setting, KEY=VALUE (threads, entry_timeout_ms, negative_entries,
+    /// keep_cache, max_readahead, readdirplus); repeatable. Default: every speed setting on.
+    #[arg(long = "fuse-option", value_name = "KEY=VALUE")]
+    pub fuse_options: Vec<String>,
     /// Where results go (default results/runs/<UTC time>-<host>).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -6,6 +6,15 @@ use harness::commands;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The fuse model's daemon is this binary run again with its own first word; it is
+    // not a user command, so it bypasses the command line parser.
+    let args: Vec<_> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == models::fuse::server::SUBCOMMAND)
+    {
+        return models::fuse::server::main(&args[2..]);
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => commands::run::run(&args),

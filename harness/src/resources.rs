@@ -1,6 +1,8 @@
-//! What a sample cost besides wall time: CPU time of the harness with its threads (an
-//! in-process FUSE daemon included) and of the child processes it waited for (hooks,
-//! ldconfig), storage I/O, and peak memory; and the disk footprint of a model's state.
+//! What a sample cost besides wall time: CPU time of the harness with its threads, of
+//! the child processes it waited for (hooks, ldconfig), and of the service processes a
+//! model keeps running (a FUSE daemon: running children are in no rusage, so they are
+//! read from `/proc/PID`); storage I/O of all of them; peak memory of the harness and of
+//! the services; and the disk footprint of a model's state.
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -9,8 +11,19 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Counters that only grow, read before and after a sample.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Counters {
+    user_ns: u128,
+    system_ns: u128,
+    io_read_bytes: u64,
+    io_write_bytes: u64,
+    /// The same counters of each service process, by pid.
+    services: Vec<(u32, Service)>,
+}
+
+/// CPU and I/O counters of one service process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Service {
     user_ns: u128,
     system_ns: u128,
     io_read_bytes: u64,
@@ -27,10 +40,10 @@ fn rusage_ns(who: libc::c_int) -> (u128, u128) {
     (ns(ru.ru_utime), ns(ru.ru_stime))
 }
 
-/// `/proc/self/io`: bytes this process (all threads, and children once reaped) made the
-/// storage layer read and write: the block-layer traffic it caused.
-fn proc_io() -> (u64, u64) {
-    let text = fs::read_to_string("/proc/self/io").unwrap_or_default();
+/// `/proc/PID/io` (`self` for the harness): bytes the process (all threads, and children
+/// once reaped) made the storage layer read and write: the block-layer traffic it caused.
+fn proc_io(pid: &str) -> (u64, u64) {
+    let text = fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -40,52 +53,100 @@ fn proc_io() -> (u64, u64) {
     (field("read_bytes:"), field("write_bytes:"))
 }
 
+/// User and system CPU of a running process from `/proc/PID/stat` (fields 14 and 15,
+/// in clock ticks: 10 ms resolution).
+fn proc_cpu_ns(pid: u32) -> (u128, u128) {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let Some((_, rest)) = text.rsplit_once(") ") else {
+        return (0, 0);
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // SAFETY: sysconf only reads a constant of the system.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u128;
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u128>().ok())
+            .unwrap_or(0)
+    };
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    (
+        ticks(11) * 1_000_000_000 / tick,
+        ticks(12) * 1_000_000_000 / tick,
+    )
+}
+
+impl Service {
+    fn read(pid: u32) -> Service {
+        let (user_ns, system_ns) = proc_cpu_ns(pid);
+        let (io_read_bytes, io_write_bytes) = proc_io(&pid.to_string());
+        Service {
+            user_ns,
+            system_ns,
+            io_read_bytes,
+            io_write_bytes,
+        }
+    }
+}
+
 impl Counters {
-    pub fn now() -> Counters {
+    /// The harness's counters and those of the service processes `services`.
+    pub fn now(services: &[u32]) -> Counters {
         let (su, ss) = rusage_ns(libc::RUSAGE_SELF);
         let (cu, cs) = rusage_ns(libc::RUSAGE_CHILDREN);
-        let (r, w) = proc_io();
+        let (r, w) = proc_io("self");
         Counters {
             user_ns: su + cu,
             system_ns: ss + cs,
             io_read_bytes: r,
             io_write_bytes: w,
+            services: services.iter().map(|&p| (p, Service::read(p))).collect(),
         }
     }
 
-    /// The metrics of the interval from `self` to `later`, with units in their names.
+    /// The metrics of the interval from `self` to `later`, with units in their names. A
+    /// service in `later` but not in `self` started during the interval: all of its
+    /// counters belong to it.
     pub fn metrics_until(&self, later: &Counters) -> Vec<(&'static str, f64)> {
+        let mut total = Service {
+            user_ns: later.user_ns.saturating_sub(self.user_ns),
+            system_ns: later.system_ns.saturating_sub(self.system_ns),
+            io_read_bytes: later.io_read_bytes.saturating_sub(self.io_read_bytes),
+            io_write_bytes: later.io_write_bytes.saturating_sub(self.io_write_bytes),
+        };
+        for (pid, end) in &later.services {
+            let start = self
+                .services
+                .iter()
+                .find(|(p, _)| p == pid)
+                .map(|(_, s)| *s)
+                .unwrap_or_default();
+            total.user_ns += end.user_ns.saturating_sub(start.user_ns);
+            total.system_ns += end.system_ns.saturating_sub(start.system_ns);
+            total.io_read_bytes += end.io_read_bytes.saturating_sub(start.io_read_bytes);
+            total.io_write_bytes += end.io_write_bytes.saturating_sub(start.io_write_bytes);
+        }
         vec![
-            (
-                "cpu_user_ns",
-                later.user_ns.saturating_sub(self.user_ns) as f64,
-            ),
-            (
-                "cpu_system_ns",
-                later.system_ns.saturating_sub(self.system_ns) as f64,
-            ),
-            (
-                "io_read_bytes",
-                later.io_read_bytes.saturating_sub(self.io_read_bytes) as f64,
-            ),
-            (
-                "io_write_bytes",
-                later.io_write_bytes.saturating_sub(self.io_write_bytes) as f64,
-            ),
+            ("cpu_user_ns", total.user_ns as f64),
+            ("cpu_system_ns", total.system_ns as f64),
+            ("io_read_bytes", total.io_read_bytes as f64),
+            ("io_write_bytes", total.io_write_bytes as f64),
         ]
     }
 }
 
-/// Resets the process's peak resident set size, so the next reading is this sample's
-/// peak ("5" to clear_refs resets VmHWM, see proc(5)). Best effort: without it the peak
-/// is the process's lifetime peak, which is still an upper bound.
-pub fn reset_peak_rss() {
-    let _ = fs::write("/proc/self/clear_refs", "5");
+/// Resets the peak resident set size of the harness (`"self"`) or of a process id, so
+/// the next reading is this sample's peak ("5" to clear_refs resets VmHWM, see proc(5)).
+/// Best effort: without it the peak is the process's lifetime peak, still an upper bound.
+pub fn reset_peak_rss(pid: &str) {
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-/// VmHWM of this process, in bytes (threads included, children not).
-pub fn peak_rss_bytes() -> u64 {
-    fs::read_to_string("/proc/self/status")
+/// VmHWM of the harness (`"self"`) or of a process id, in bytes (threads included,
+/// children not); 0 if the process is gone.
+pub fn peak_rss_bytes(pid: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -128,13 +189,13 @@ mod tests {
 
     #[test]
     fn counters_see_cpu_spent_in_a_child_process() {
-        let before = Counters::now();
+        let before = Counters::now(&[]);
         let status = std::process::Command::new("sh")
             .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
             .status()
             .unwrap();
         assert!(status.success());
-        let m = before.metrics_until(&Counters::now());
+        let m = before.metrics_until(&Counters::now(&[]));
         let user = m.iter().find(|(k, _)| *k == "cpu_user_ns").unwrap().1;
         assert!(user > 1e6, "a busy child must show up in CPU time: {m:?}");
     }
@@ -147,7 +208,38 @@ mod tests {
         fs::hard_link(dir.path().join("a"), dir.path().join("b")).unwrap();
         assert_eq!(disk_usage(dir.path()).unwrap(), one);
         assert!(one >= 64 * 1024);
-        reset_peak_rss();
-        assert!(peak_rss_bytes() > 0);
+        reset_peak_rss("self");
+        assert!(peak_rss_bytes("self") > 0);
+    }
+
+    #[test]
+    fn counters_see_cpu_and_memory_of_a_running_service_process() {
+        // A busy child that is still running at the end: in no rusage, only in /proc.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let before = Counters::now(&[]);
+        let mut user = 0.0;
+        for _ in 0..200 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let m = before.metrics_until(&Counters::now(&[pid]));
+            user = m.iter().find(|(k, _)| *k == "cpu_user_ns").unwrap().1;
+            if user > 1e8 {
+                break;
+            }
+        }
+        let peak = peak_rss_bytes(&pid.to_string());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            user > 1e8,
+            "the running service's CPU must count: {user} ns"
+        );
+        assert!(peak > 0, "the service's peak memory must be readable");
     }
 }

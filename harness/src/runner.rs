@@ -253,10 +253,10 @@ fn one_iteration(
         durability: plan.durability,
         jobs: plan.jobs,
     };
-    let sample = SampleClock::start();
+    let sample = SampleClock::start(&model.service_pids());
     let phases = model.install(setup.artifacts, &ctx).context("install")?;
     let metrics = measured.entry(Workload::Install).or_default();
-    sample.stop(metrics);
+    sample.stop(metrics, &model.service_pids());
     events.push(Event::Install);
     for (phase, d) in &phases.phases {
         metrics.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
@@ -290,14 +290,15 @@ fn one_iteration(
             .context("resetting the model's caches")?;
         events.push(Event::ResetModelCaches);
         progress(workload.name());
-        let sample = SampleClock::start();
+        let services = model.service_pids();
+        let sample = SampleClock::start(&services);
         let counts = match workload {
             Workload::ColdRead => cold_read(&view.root, reads.cold_files),
             _ => many_file(&spec, reads.misses),
         }
         .with_context(|| workload.name().to_string())?;
         let m = measured.entry(workload).or_default();
-        sample.stop(m);
+        sample.stop(m, &services);
         events.push(Event::Sample(workload));
         m.insert("read_bytes".into(), counts.bytes_read as f64);
         m.insert("files_read_count".into(), counts.files_read as f64);
@@ -344,9 +345,10 @@ fn exec_sample(
     events.push(Event::ResetModelCaches);
     progress("exec");
     let mut m = BTreeMap::new();
-    let sample = SampleClock::start();
+    let services = model.service_pids();
+    let sample = SampleClock::start(&services);
     exec_in_chroot(&root.path, cmd)?;
-    sample.stop(&mut m);
+    sample.stop(&mut m, &services);
     events.push(Event::Sample(Workload::Exec));
     let warm = Instant::now();
     exec_in_chroot(&root.path, cmd)?;
@@ -361,23 +363,36 @@ struct SampleClock {
 }
 
 impl SampleClock {
-    fn start() -> Self {
-        reset_peak_rss();
+    /// Starts a sample; `services` are the model's service processes running now.
+    fn start(services: &[u32]) -> Self {
+        reset_peak_rss("self");
+        for pid in services {
+            reset_peak_rss(&pid.to_string());
+        }
         SampleClock {
-            counters: Counters::now(),
+            counters: Counters::now(services),
             start: Instant::now(),
         }
     }
 
-    /// Records `wall_ns`, CPU, I/O and peak memory of the sample into `metrics`.
-    fn stop(self, metrics: &mut BTreeMap<String, f64>) {
+    /// Records `wall_ns`, CPU, I/O and peak memory of the sample into `metrics`;
+    /// `services` are the model's service processes running at the end (an install may
+    /// have started them).
+    fn stop(self, metrics: &mut BTreeMap<String, f64>, services: &[u32]) {
         let wall = self.start.elapsed();
-        let after = Counters::now();
+        let after = Counters::now(services);
         metrics.insert("wall_ns".into(), wall.as_nanos() as f64);
         for (k, v) in self.counters.metrics_until(&after) {
             metrics.insert(k.into(), v);
         }
-        metrics.insert("peak_rss_bytes".into(), peak_rss_bytes() as f64);
+        metrics.insert("peak_rss_bytes".into(), peak_rss_bytes("self") as f64);
+        if !services.is_empty() {
+            let peak: u64 = services
+                .iter()
+                .map(|pid| peak_rss_bytes(&pid.to_string()))
+                .sum();
+            metrics.insert("service_peak_rss_bytes".into(), peak as f64);
+        }
     }
 }
 

@@ -21,14 +21,11 @@ use std::time::{Duration, Instant};
 /// The closure of `tar` and a few more: every model's install takes tens to hundreds of
 /// milliseconds on it, long enough to be killed at many different points.
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-/// The models a default run kills. Not `fuse`: its FUSE server is a thread of the
-/// harness, and a SIGKILL that lands while the harness's own main thread waits on a FUSE
-/// request the server thread had already taken leaves the process unkillable (the kernel
-/// waits for an answer uninterruptibly, and cannot abort the connection while the dying
-/// process itself holds /dev/fuse); the mount then outlives the run until the connection
-/// is aborted through fusectl. Seen here in a crash trial; the fix is a daemon process
-/// of its own, as distri has. `PKGBENCH_CRASH_MODELS=fuse` still tries it.
-const MODELS: [&str; 3] = ["hooks", "nar", "overlay"];
+/// The models a default run kills: every built model. (`fuse` was left out while its
+/// FUSE server was a thread of the harness: a SIGKILL landing while the harness's main
+/// thread waited on a request its own server thread had taken left the process
+/// unkillable. Its daemon is a process of its own now.)
+const MODELS: [&str; 4] = ["hooks", "nar", "fuse", "overlay"];
 
 /// splitmix64: a seeded PRNG, so a trial's kill moment can be replayed.
 struct Rng(u64);
@@ -56,10 +53,11 @@ fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Our mounts and loop devices as the host sees them: squashfs, overlay and fuse mounts,
-/// and `losetup -a`.
+/// Our mounts, loop devices and daemons as the host sees them: squashfs, overlay and
+/// fuse mounts, and running `harness fuse-daemon` processes (in the first list), and
+/// `losetup -a`.
 fn host_state() -> (Vec<String>, Vec<String>) {
-    let mounts = fs::read_to_string("/proc/mounts")
+    let mut mounts: Vec<String> = fs::read_to_string("/proc/mounts")
         .unwrap()
         .lines()
         .filter(|l| {
@@ -69,6 +67,13 @@ fn host_state() -> (Vec<String>, Vec<String>) {
         })
         .map(str::to_string)
         .collect();
+    mounts.extend(fs::read_dir("/proc").unwrap().filter_map(|e| {
+        let cmdline = fs::read(e.ok()?.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        cmdline
+            .contains(models::fuse::server::SUBCOMMAND)
+            .then(|| format!("process: {cmdline}"))
+    }));
     let loops = Command::new("losetup").arg("-a").output().unwrap();
     let loops = String::from_utf8_lossy(&loops.stdout)
         .lines()

@@ -390,6 +390,61 @@ fn harness_run(work: &Path, corpus: &str) -> Command {
     command
 }
 
+/// Daemon processes (`harness fuse-daemon ...`) serving a mount under `prefix`, after
+/// waiting up to 5 s for them to go.
+fn daemons_left(prefix: &Path) -> Vec<String> {
+    let prefix = prefix.to_string_lossy().into_owned();
+    let start = Instant::now();
+    loop {
+        let left: Vec<String> = fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let cmdline = fs::read(e.ok()?.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                (cmdline.contains(models::fuse::server::SUBCOMMAND) && cmdline.contains(&prefix))
+                    .then_some(cmdline)
+            })
+            .collect();
+        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `harness run --model fuse` in a process group of its own (as a shell starts a
+/// job), waits until its union is mounted, and sends `signal`: to the harness alone, or
+/// to its whole group as a terminal's Ctrl-C does. True if the union was mounted then.
+fn signal_while_mounted(work: &Path, signal: i32, to_group: bool) -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut child = harness_run(work, SUBSET).process_group(0).spawn().unwrap();
+    let pid = child.id() as i32;
+    // Poll the harness's own mount namespace until the union is mounted.
+    let start = Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < Duration::from_secs(300) {
+        seen = mounts_under(&format!("/proc/{pid}/mounts"), work)
+            .iter()
+            .filter(|l| l.split(' ').nth(2).is_some_and(|k| k.starts_with("fuse")))
+            .count();
+        if seen > 0 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    // SAFETY: kill only sends a signal to the harness we started (or its group).
+    let sent = unsafe {
+        if to_group {
+            libc::kill(-pid, signal)
+        } else {
+            libc::kill(pid, signal)
+        }
+    };
+    assert_eq!(sent, 0, "sending signal {signal}");
+    let status = child.wait().unwrap();
+    eprintln!("signal {signal}: the harness ended with {status} after {seen} FUSE mounts");
+    seen > 0
+}
+
 #[test]
 fn root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill() {
     let test = "root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill";
@@ -405,29 +460,22 @@ fn root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill()
         "harness run --model fuse on {SUBSET}: {status}"
     );
     assert_eq!(host_mounts(), before, "after a normal exit");
+    assert_eq!(
+        daemons_left(work.path()),
+        Vec::<String>::new(),
+        "after a normal exit"
+    );
 
-    let prefix = work.path().to_path_buf();
     let mut killed_mounted = false;
     for attempt in 0..5 {
-        let mut child = harness_run(work.path(), SUBSET).spawn().unwrap();
-        let pid = child.id();
-        // Poll the harness's own mount namespace until the union is mounted.
-        let start = Instant::now();
-        let mut seen = 0;
-        while start.elapsed() < Duration::from_secs(300) {
-            seen = mounts_under(&format!("/proc/{pid}/mounts"), &prefix)
-                .iter()
-                .filter(|l| l.split(' ').nth(2).is_some_and(|k| k.starts_with("fuse")))
-                .count();
-            if seen > 0 || child.try_wait().unwrap().is_some() {
-                break;
-            }
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        eprintln!("attempt {attempt}: killed with {seen} FUSE mounts");
-        killed_mounted |= seen > 0;
+        killed_mounted = signal_while_mounted(work.path(), libc::SIGKILL, false);
         assert_eq!(host_mounts(), before, "attempt {attempt}");
+        // The daemon process dies with the harness (its death signal).
+        assert_eq!(
+            daemons_left(work.path()),
+            Vec::<String>::new(),
+            "attempt {attempt}"
+        );
         if killed_mounted {
             break;
         }
@@ -436,10 +484,42 @@ fn root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill()
         killed_mounted,
         "never caught the harness with its union mounted"
     );
-    // The process's FUSE threads died with it: nothing of ours is left running.
-    let ours = format!("{}", prefix.display());
+    let ours = format!("{}", work.path().display());
     assert!(
         !fs::read_to_string("/proc/mounts").unwrap().contains(&ours),
         "a mount under {ours} is left"
     );
+}
+
+#[test]
+fn root_fuse_harness_run_leaves_no_mount_and_no_daemon_after_ctrl_c() {
+    let test = "root_fuse_harness_run_leaves_no_mount_and_no_daemon_after_ctrl_c";
+    if !require_root(test) {
+        return;
+    }
+    let _turn = take_turn();
+    let before = host_mounts();
+    let work = tempfile::tempdir().unwrap();
+    let mut interrupted_mounted = false;
+    for attempt in 0..5 {
+        // Ctrl-C: SIGINT to the whole foreground group, the daemon included.
+        interrupted_mounted = signal_while_mounted(work.path(), libc::SIGINT, true);
+        assert_eq!(host_mounts(), before, "attempt {attempt}");
+        assert_eq!(
+            daemons_left(work.path()),
+            Vec::<String>::new(),
+            "attempt {attempt}"
+        );
+        if interrupted_mounted {
+            break;
+        }
+    }
+    assert!(
+        interrupted_mounted,
+        "never caught the harness with its union mounted"
+    );
+    // The next run on the same work directory cleans up and completes.
+    let status = harness_run(work.path(), SUBSET).status().unwrap();
+    assert!(status.success(), "the run after Ctrl-C: {status}");
+    assert_eq!(host_mounts(), before, "after the run that followed Ctrl-C");
 }

@@ -11,6 +11,8 @@ pub struct ModelOptions {
     /// hooks: the packages are real (`debian:`, `debs:`): run maintainer scripts chrooted
     /// into the root, as dpkg does, never on the host.
     pub chroot_maintainer_scripts: bool,
+    /// fuse: the daemon's speed settings.
+    pub fuse: crate::fuse::FuseOptions,
 }
 
 /// Builds a model with the user's options.
@@ -45,7 +47,11 @@ pub fn catalog() -> Vec<ModelInfo> {
         ModelInfo {
             name: "fuse",
             stands_for: "distri: one SquashFS image per package, served as one union tree by a FUSE daemon",
-            make: Some(|_| Box::new(crate::fuse::FuseModel::new())),
+            make: Some(|o| {
+                let mut model = crate::fuse::FuseModel::new();
+                model.options = o.fuse;
+                Box::new(model)
+            }),
         },
         ModelInfo {
             name: "overlay",

@@ -147,6 +147,11 @@ pub trait Model: Send {
     fn reset_caches(&mut self) -> Result<()>;
     /// Unmounts and releases everything the install set up; the target is then removable.
     fn teardown(&mut self) -> Result<()>;
+    /// Processes the model keeps running to serve its view (a FUSE daemon): their CPU
+    /// time, I/O and memory count with every sample, as the harness's own do.
+    fn service_pids(&self) -> Vec<u32> {
+        Vec::new()
+    }
     /// Remarks on the last install for the results (scripts skipped, and why).
     fn notes(&self) -> Vec<String> {
         Vec::new()

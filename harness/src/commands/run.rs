@@ -99,9 +99,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         durability,
         jobs: args.jobs,
     };
+    let mut fuse = models::fuse::FuseOptions::default();
+    for word in &args.fuse_options {
+        fuse.set(word).context("--fuse-option")?;
+    }
     let options = ModelOptions {
         skip_maintainer_scripts: args.no_maintainer_scripts,
         chroot_maintainer_scripts: real_corpus,
+        fuse,
     };
     let exec = workloads::exec::command_for(&args.corpus);
     let corpus_key = corpus_key(&corpus)?;

@@ -1,161 +1,281 @@
-//! The daemon's life: mount, pick up images, unmount.
+//! The harness's side of the daemon: start the daemon process, tell it about new
+//! images, stop it.
 //!
-//! The daemon runs inside the harness's process: fuser's session loop on its own thread
-//! (and its worker threads), so its CPU time is in the harness's rusage and its memory
-//! in its peak RSS. It is mounted by fuser's pure-Rust mount (`mount(2)` with an open
-//! `/dev/fuse`, as root; no `fusermount3`).
+//! The daemon is a process of its own (see `server` for why and for the protocol): the
+//! harness binary run again as `harness fuse-daemon CONTROL_FD MOUNTPOINT KEY=VALUE...`,
+//! with one end of a Unix socket pair as its control descriptor. It inherits the
+//! harness's private mount namespace, so its mount is the harness's. It gets
+//! `PR_SET_PDEATHSIG(SIGKILL)`: when the thread that started it dies (with the harness,
+//! or a test's thread), it is killed, its `/dev/fuse` descriptors close, the connection
+//! is aborted, and the namespace drops the mount once its last process is gone. Its CPU
+//! time, I/O and memory are read from `/proc/PID` ([`Daemon::pid`], the model's service
+//! processes), since a running child is not in the harness's rusage.
 //!
-//! **Notify**: distri's installer asks the running daemon over its control socket to
-//! scan for new images; here the installer calls [`Daemon::add_image`] on the shared
-//! union directly (the same effect without the socket round trip). The union takes the
-//! image at once, and the kernel is told to forget what the image changes
-//! (`FUSE_NOTIFY_INVAL_INODE` for each directory the image shares with the union, and
-//! `FUSE_NOTIFY_INVAL_ENTRY` for each of its names there, negative entries included).
-//! Nothing is remounted.
-//!
-//! **Unmount**: `umount(2)`; if a reader still holds a file, a lazy detach instead. The
-//! kernel then ends the connection, fuser's loops see `ENODEV` and return, and the
-//! session thread is joined. If a detached mount is still held after a grace period,
-//! the connection is aborted through fusectl when it is mounted; otherwise the session
-//! thread is left to serve the holder and ends with its last close.
-//! A SIGKILLed process takes its `/dev/fuse` descriptors with it, which aborts the
-//! connection; the private mount namespace then drops the mount.
+//! **Notify** (distri's installer asks the running daemon over its control socket to
+//! scan for new images; here the installer names the image it just placed): one `add`
+//! command and its answer; the daemon has told the kernel what to forget before it
+//! answers. Nothing is remounted.
 
-use super::fs::{FuseOptions, UnionFs};
-use super::union::{Invalidations, Union};
+use super::fs::FuseOptions;
+use super::server::SUBCOMMAND;
 use anyhow::{bail, Context, Result};
-use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionUnmounter};
 use nix::mount::{umount2, MntFlags};
-use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long teardown waits for the session to end after the unmount before aborting.
-const GRACE: Duration = Duration::from_secs(1);
+/// The environment variable naming the harness binary that runs the daemon, for
+/// programs other than the harness (tests) when it is not found next to them.
+pub const HARNESS_BIN: &str = "PKGBENCH_HARNESS_BIN";
 
-/// A mounted union and its session thread.
+/// The descriptor number the control socket has in the daemon.
+const CONTROL_FD: i32 = 3;
+
+/// How long the daemon may take to exit after it answered `quit` (its session ends at
+/// once after an unmount) before it is killed.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The running daemon process and its control socket.
 pub struct Daemon {
-    pub union: Arc<Union>,
     pub mountpoint: PathBuf,
-    notifier: Notifier,
-    unmounter: SessionUnmounter,
-    session: Option<JoinHandle<std::io::Result<()>>>,
-    /// The fusectl connection number (the minor of the mount's device).
-    connection: u32,
+    child: Option<Child>,
+    control: UnixStream,
+    answers: BufReader<UnixStream>,
+}
+
+/// What the daemon says of itself (`stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonStats {
+    pub images: usize,
+    pub nodes: usize,
+    pub metadata_bytes: usize,
+}
+
+/// The program that runs the daemon: `$PKGBENCH_HARNESS_BIN`, else this program if it
+/// is the harness, else `harness` beside it or one directory up (cargo puts test
+/// binaries in `target/PROFILE/deps/`, the harness in `target/PROFILE/`).
+pub fn harness_program() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(HARNESS_BIN) {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    if exe.file_name().is_some_and(|n| n == "harness") {
+        return Ok(exe);
+    }
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("harness"))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "the fuse daemon is run by the harness binary, which is not beside {} \
+                 (build it with `cargo build --release -p harness`, or set {HARNESS_BIN})",
+                exe.display()
+            )
+        })
 }
 
 impl Daemon {
-    /// Mounts an empty union at `mountpoint` and starts serving it.
-    pub fn mount(mountpoint: &Path, options: FuseOptions) -> Result<Daemon> {
-        let union = Arc::new(Union::new());
-        let fs = UnionFs {
-            union: union.clone(),
-            options,
-        };
-        let mut config = Config::default();
-        config.mount_options = vec![
-            MountOption::FSName("pkgbench".into()),
-            MountOption::Subtype("pkgbench".into()),
-            MountOption::RO,
-            MountOption::NoDev,
-            MountOption::NoAtime,
-            // The kernel checks permissions from the attributes: no ACCESS requests.
-            MountOption::DefaultPermissions,
-        ];
-        config.n_threads = Some(options.threads.max(1));
-        config.clone_fd = options.threads > 1;
-        let mut session = Session::new(fs, mountpoint, &config)
-            .with_context(|| format!("mounting the FUSE union at {}", mountpoint.display()))?;
-        let unmounter = session.unmount_callable();
-        let notifier = session.notifier();
-        let thread = std::thread::Builder::new()
-            .name("pkgbench-fuse".into())
-            .spawn(move || session.run());
-        let session = match thread {
-            Ok(t) => t,
-            Err(e) => {
-                // The session was moved into the failed closure and dropped: unmounted.
-                return Err(e).context("starting the FUSE session thread");
-            }
-        };
+    /// Starts the daemon with an empty union mounted at `mountpoint` and waits until it
+    /// serves it.
+    pub fn spawn(mountpoint: &Path, options: FuseOptions) -> Result<Daemon> {
+        let program = harness_program()?;
+        let (control, theirs) = UnixStream::pair().context("creating the control socket")?;
+        let mut command = Command::new(&program);
+        command
+            .arg(SUBCOMMAND)
+            .arg(CONTROL_FD.to_string())
+            .arg(mountpoint)
+            .args(options.to_words())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let theirs_fd = theirs.as_raw_fd();
+        let parent = std::process::id();
+        // SAFETY: only async-signal-safe calls between fork and exec: prctl, getppid and
+        // dup2 (which also clears close-on-exec on the new descriptor).
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the death signal was armed.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                if libc::dup2(theirs_fd, CONTROL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting the fuse daemon ({})", program.display()))?;
+        drop(theirs);
+        let answers = BufReader::new(control.try_clone().context("cloning the control socket")?);
         let mut daemon = Daemon {
-            union,
             mountpoint: mountpoint.to_path_buf(),
-            notifier,
-            unmounter,
-            session: Some(session),
-            connection: 0,
+            child: Some(child),
+            control,
+            answers,
         };
-        match std::fs::metadata(mountpoint) {
-            Ok(m) => daemon.connection = nix::sys::stat::minor(m.dev()) as u32,
+        match daemon.answer() {
+            Ok(line) if line == "ready" => Ok(daemon),
+            Ok(line) => {
+                let _ = daemon.stop();
+                bail!("fuse daemon at {}: {line}", mountpoint.display())
+            }
             Err(e) => {
-                let _ = daemon.unmount();
-                return Err(e).with_context(|| format!("stat of {}", mountpoint.display()));
+                let _ = daemon.stop();
+                Err(e).with_context(|| {
+                    format!("starting the fuse daemon at {}", mountpoint.display())
+                })
             }
         }
-        Ok(daemon)
+    }
+
+    /// The daemon's process id: its CPU, I/O and memory are read from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Picks up the image at `path` as package directory `name` (the notify step).
-    pub fn add_image(&self, path: &Path, name: &str) -> Result<()> {
-        let inval = self
-            .union
-            .add_image(path, name)
-            .with_context(|| format!("adding image {}", path.display()))?;
-        self.invalidate(&inval)
-    }
-
-    fn invalidate(&self, inval: &Invalidations) -> Result<()> {
-        for &ino in &inval.inodes {
-            self.notifier
-                .inval_inode(INodeNo(ino), 0, 0)
-                .with_context(|| format!("invalidating node {ino} in the kernel"))?;
+    pub fn add_image(&mut self, path: &Path, name: &str) -> Result<()> {
+        if name.contains(['\t', '\n']) || path.as_os_str().as_bytes().contains(&b'\n') {
+            bail!(
+                "image {} cannot be named on the control socket",
+                path.display()
+            );
         }
-        for (parent, name) in &inval.entries {
-            self.notifier
-                .inval_entry(INodeNo(*parent), OsStr::from_bytes(name))
-                .with_context(|| format!("invalidating an entry of node {parent} in the kernel"))?;
-        }
+        let mut line = format!("add {name}\t").into_bytes();
+        line.extend_from_slice(path.as_os_str().as_bytes());
+        self.command(&line)
+            .with_context(|| format!("fuse daemon: adding {}", path.display()))?;
         Ok(())
     }
 
-    /// Unmounts and joins the session. Safe to call twice.
-    pub fn unmount(&mut self) -> Result<()> {
-        let Some(session) = self.session.take() else {
-            return Ok(());
+    /// Empties the daemon's metadata caches and directory listings.
+    pub fn forget_listings(&mut self) -> Result<()> {
+        self.command(b"forget").map(drop)
+    }
+
+    /// The daemon's counts of images, nodes and cached metadata.
+    pub fn stats(&mut self) -> Result<DaemonStats> {
+        let line = self.command(b"stats")?;
+        let field = |key: &str| -> Result<usize> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("fuse daemon stats {line:?} have no {key}"))
         };
-        if self.unmounter.unmount().is_err() {
-            // Busy (a reader holds a file): detach; the connection ends with its holder.
-            umount2(&self.mountpoint, MntFlags::MNT_DETACH)
-                .with_context(|| format!("detaching {}", self.mountpoint.display()))?;
+        Ok(DaemonStats {
+            images: field("images")?,
+            nodes: field("nodes")?,
+            metadata_bytes: field("metadata_bytes")?,
+        })
+    }
+
+    /// Sends one command; the answer's text after `ok`, or the daemon's error.
+    fn command(&mut self, line: &[u8]) -> Result<String> {
+        let mut message = line.to_vec();
+        message.push(b'\n');
+        self.control
+            .write_all(&message)
+            .context("writing to the fuse daemon (has it died?)")?;
+        let answer = self.answer()?;
+        if let Some(rest) = answer.strip_prefix("ok") {
+            return Ok(rest.trim().to_string());
         }
-        let start = Instant::now();
-        while !session.is_finished() && start.elapsed() < GRACE {
-            std::thread::sleep(Duration::from_millis(2));
+        match answer.strip_prefix("err ") {
+            Some(message) => bail!("{message}"),
+            None => bail!("unexpected answer from the fuse daemon: {answer:?}"),
         }
-        if !session.is_finished() {
-            // A reader still holds a file of the detached mount, and the kernel keeps the
-            // connection for it. Abort it through fusectl where that is mounted; else let
-            // the session thread serve the holder and end with its last close: no name
-            // anywhere shows the mount any more.
-            let abort = format!("/sys/fs/fuse/connections/{}/abort", self.connection);
-            if std::fs::write(&abort, "1").is_err() {
-                eprintln!(
-                    "pkgbench fuse: {} is detached but still held open; its session ends with the last close",
-                    self.mountpoint.display()
-                );
-                return Ok(());
+    }
+
+    fn answer(&mut self) -> Result<String> {
+        let mut line = String::new();
+        let n = self
+            .answers
+            .read_line(&mut line)
+            .context("reading the fuse daemon's answer")?;
+        if n == 0 {
+            let status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.wait().ok())
+                .map_or("unknown".to_string(), |s| s.to_string());
+            bail!("the fuse daemon exited ({status}) without answering; its error is on stderr");
+        }
+        Ok(line.trim_end_matches('\n').to_string())
+    }
+
+    /// Unmounts and stops the daemon. Safe to call twice.
+    pub fn unmount(&mut self) -> Result<()> {
+        if self.child.is_none() {
+            return Ok(());
+        }
+        match self.command(b"quit") {
+            Ok(held) if held == "held" => {
+                // Detached, and a reader still holds a file: the daemon serves it until
+                // its last close and exits then; reap it in the background.
+                if let Some(mut child) = self.child.take() {
+                    let reaper = std::thread::Builder::new()
+                        .name("pkgbench-fuse-reaper".into())
+                        .spawn(move || child.wait());
+                    if let Err(e) = reaper {
+                        eprintln!("pkgbench fuse: cannot reap the detached daemon: {e}");
+                    }
+                }
+                Ok(())
+            }
+            Ok(_) => self.stop(),
+            Err(e) => {
+                let _ = self.stop();
+                Err(e)
             }
         }
-        match session.join() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e).context("the FUSE session ended with an error"),
-            Err(_) => bail!("the FUSE session thread panicked"),
+    }
+
+    /// Waits for the daemon to exit; kills it if it does not in time. A daemon that had
+    /// to be killed may have left its mount (aborted): it is detached here.
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = self.control.shutdown(std::net::Shutdown::Write);
+        let start = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if start.elapsed() < EXIT_WAIT => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                _ => break None,
+            }
+        };
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = umount2(&self.mountpoint, MntFlags::MNT_DETACH);
+            bail!(
+                "the fuse daemon at {} did not exit within {EXIT_WAIT:?}: killed",
+                self.mountpoint.display()
+            );
+        };
+        if !status.success() {
+            let _ = umount2(&self.mountpoint, MntFlags::MNT_DETACH);
+            bail!(
+                "the fuse daemon at {} exited with {status}",
+                self.mountpoint.display()
+            );
         }
+        Ok(())
     }
 }
 

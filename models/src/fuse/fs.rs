@@ -67,6 +67,64 @@ impl Default for FuseOptions {
     }
 }
 
+impl FuseOptions {
+    /// The settings as `KEY=VALUE` words, the form [`FuseOptions::set`] reads: how the
+    /// daemon process gets them on its command line.
+    pub fn to_words(&self) -> Vec<String> {
+        vec![
+            format!("threads={}", self.threads),
+            format!("entry_timeout_ms={}", self.entry_timeout.as_millis()),
+            format!("negative_entries={}", self.negative_entries),
+            format!("keep_cache={}", self.keep_cache),
+            format!("max_readahead={}", self.max_readahead),
+            format!("readdirplus={}", self.readdirplus),
+        ]
+    }
+
+    /// Sets one setting from a `KEY=VALUE` word (keys as [`FuseOptions::to_words`]
+    /// writes them; booleans `true`/`false`/`on`/`off`): the daemon's command line and
+    /// `harness run --fuse-option`.
+    pub fn set(&mut self, word: &str) -> anyhow::Result<()> {
+        use anyhow::{bail, Context};
+        let Some((key, value)) = word.split_once('=') else {
+            bail!("fuse option {word:?} is not KEY=VALUE");
+        };
+        let number = || -> anyhow::Result<u64> {
+            value
+                .parse::<u64>()
+                .with_context(|| format!("fuse option {key}: {value:?} is not a number"))
+        };
+        let flag = || -> anyhow::Result<bool> {
+            match value {
+                "true" | "on" | "1" => Ok(true),
+                "false" | "off" | "0" => Ok(false),
+                _ => bail!("fuse option {key}: {value:?} is not true or false"),
+            }
+        };
+        match key {
+            "threads" => {
+                let n = number()?;
+                if !(1..=256).contains(&n) {
+                    bail!("fuse option threads: {n} is not between 1 and 256");
+                }
+                self.threads = n as usize;
+            }
+            "entry_timeout_ms" => self.entry_timeout = Duration::from_millis(number()?),
+            "negative_entries" => self.negative_entries = flag()?,
+            "keep_cache" => self.keep_cache = flag()?,
+            "max_readahead" => {
+                self.max_readahead = u32::try_from(number()?)
+                    .with_context(|| format!("fuse option max_readahead: {value} is too large"))?
+            }
+            "readdirplus" => self.readdirplus = flag()?,
+            _ => bail!(
+                "unknown fuse option {key:?} (known: threads, entry_timeout_ms, negative_entries, keep_cache, max_readahead, readdirplus)"
+            ),
+        }
+        Ok(())
+    }
+}
+
 /// fuser's filesystem over the union.
 pub struct UnionFs {
     pub union: Arc<Union>,
@@ -121,6 +179,13 @@ impl UnionFs {
         let parent = self.union.parent(ino).unwrap_or(ino);
         [(ino, b"."), (parent, b"..")]
     }
+}
+
+thread_local! {
+    /// Each worker thread's read buffer, kept between requests: allocating and zeroing a
+    /// fresh buffer of up to 1 MiB for every read request was a visible part of a warm
+    /// read (a page-cache miss of ours is a memcpy-bound request).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Entries of one readdir reply: a page of the kernel's buffer holds far fewer.
@@ -211,11 +276,15 @@ impl Filesystem for UnionFs {
             return reply.error(Errno::EISDIR);
         };
         let want = (size as u64).min(file.loc.size.saturating_sub(offset)) as usize;
-        let mut buf = vec![0u8; want];
-        match file.image.read_file(&file.loc, offset, &mut buf) {
-            Ok(n) => reply.data(&buf[..n]),
-            Err(e) => reply.error(errno(&e)),
-        }
+        READ_BUFFER.with_borrow_mut(|buf| {
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            match file.image.read_file(&file.loc, offset, &mut buf[..want]) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -318,5 +387,50 @@ impl Filesystem for UnionFs {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let files = self.union.node_count() as u64;
         reply.statfs(0, 0, 0, files, 0, 128 * 1024, 255, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_the_words_they_are_written_as() {
+        let mut changed = FuseOptions {
+            threads: 2,
+            entry_timeout: Duration::from_millis(1500),
+            negative_entries: false,
+            keep_cache: false,
+            max_readahead: 4096,
+            readdirplus: false,
+        };
+        let mut read = FuseOptions::default();
+        for word in changed.to_words() {
+            read.set(&word).unwrap();
+        }
+        assert_eq!(read, changed);
+        changed.set("keep_cache=on").unwrap();
+        assert!(changed.keep_cache);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_name() {
+        let mut o = FuseOptions::default();
+        for (word, expected) in [
+            ("threads", "is not KEY=VALUE"),
+            ("threads=0", "not between 1 and 256"),
+            ("threads=many", "is not a number"),
+            ("keep_cache=maybe", "is not true or false"),
+            ("max_readahead=99999999999", "too large"),
+            ("splice=true", "unknown fuse option \"splice\""),
+        ] {
+            let e = o.set(word).unwrap_err().to_string();
+            assert!(e.contains(expected), "{word}: {e}");
+        }
+        assert_eq!(
+            o,
+            FuseOptions::default(),
+            "a refused setting changes nothing"
+        );
     }
 }

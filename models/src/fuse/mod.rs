@@ -7,6 +7,10 @@
 //! Installing is copying the image into place and telling the running daemon to pick it
 //! up: nothing is unpacked and nothing is remounted.
 //!
+//! The daemon is a process of its own (the harness binary run as `harness fuse-daemon`),
+//! as distri's is; its CPU, I/O and memory are counted with every sample through
+//! [`Model::service_pids`].
+//!
 //! Layout of the target: `TARGET/images/NAME_VERSION.sqfs` (the image directory) and
 //! the mount at `TARGET/ro`, holding `ro/union/` (the view, [`View::root`]) and
 //! `ro/NAME_VERSION/` per package, outside the view so the view digest is the corpus's.
@@ -16,16 +20,18 @@
 //!    here it is part of getting from an empty target to a view);
 //! 2. per package: **fetch**, copy the image into `TARGET/images` under a temporary name,
 //!    fsynced and renamed (as the `overlay` model does, see its durability note), and
-//!    **notify**, the daemon opens the image and merges it (see `daemon`).
+//!    **notify**, one command over the daemon's control socket: it opens the image and
+//!    merges it (see `server`).
 //!
 //! Modules: `image` reads one SquashFS image (pread fast path for uncompressed images),
 //! `union` merges images into the served tree (the rule for two packages providing the
 //! same path is documented there), `fs` is the fuser `Filesystem` with the speed knobs
-//! ([`FuseOptions`]), `daemon` mounts, notifies and unmounts, and `reference` is the
-//! `squashfuse` reference run.
+//! ([`FuseOptions`]), `server` is the daemon process (mount, control socket, unmount),
+//! `daemon` is the harness's side of it, and `reference` is the `squashfuse` reference
+//! run.
 //!
-//! Where it differs from distri: the daemon is a thread of the harness, not a separate
-//! process (so its CPU and memory are counted with the harness); images are not
+//! Where it differs from distri: install names the new image to the daemon instead of
+//! asking it to rescan the image directory; images are not
 //! verified against signatures; no writable `/ro` control files; hard links, xattrs and
 //! device nodes are not served. `reset_caches` empties the daemon's metadata caches and
 //! forgets every directory listing; the kernel's caches of the mount (dentries, inodes,
@@ -35,6 +41,7 @@ pub mod daemon;
 pub mod fs;
 pub mod image;
 pub mod reference;
+pub mod server;
 pub mod union;
 
 pub use fs::FuseOptions;
@@ -63,8 +70,8 @@ impl FuseModel {
     }
 
     /// The running daemon of the last install.
-    pub fn daemon(&self) -> Option<&Daemon> {
-        self.daemon.as_ref()
+    pub fn daemon(&mut self) -> Option<&mut Daemon> {
+        self.daemon.as_mut()
     }
 
     /// The mount point of the last install (`TARGET/ro`).
@@ -75,7 +82,7 @@ impl FuseModel {
     /// Installs one more image into the running daemon: copy, then notify. What
     /// `install` does per package; public so tests can add an image to a live mount.
     pub fn add(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
-        let Some(daemon) = &self.daemon else {
+        let Some(daemon) = &mut self.daemon else {
             bail!("fuse: no daemon running: install first");
         };
         let images = ctx.target.join("images");
@@ -123,7 +130,7 @@ impl Model for FuseModel {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut times = PhaseTimes::default();
-        let daemon = times.time("mount", || Daemon::mount(&mountpoint, self.options))?;
+        let daemon = times.time("mount", || Daemon::spawn(&mountpoint, self.options))?;
         self.daemon = Some(daemon);
         for art in set {
             self.add(art, ctx, &mut times)?;
@@ -146,10 +153,25 @@ impl Model for FuseModel {
     }
 
     fn reset_caches(&mut self) -> Result<()> {
-        if let Some(daemon) = &self.daemon {
-            daemon.union.forget_listings();
+        match &mut self.daemon {
+            Some(daemon) => daemon.forget_listings(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "daemon settings: {}",
+            self.options.to_words().join(" ")
+        )]
+    }
+
+    fn service_pids(&self) -> Vec<u32> {
+        self.daemon
+            .as_ref()
+            .and_then(Daemon::pid)
+            .into_iter()
+            .collect()
     }
 
     fn teardown(&mut self) -> Result<()> {

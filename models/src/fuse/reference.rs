@@ -138,6 +138,13 @@ impl Model for SquashfuseModel {
         Ok(())
     }
 
+    fn service_pids(&self) -> Vec<u32> {
+        self.state
+            .as_ref()
+            .map(|s| s.daemons.iter().map(Child::id).collect())
+            .unwrap_or_default()
+    }
+
     fn teardown(&mut self) -> Result<()> {
         let Some(mut state) = self.state.take() else {
             return Ok(());

@@ -1,0 +1,241 @@
+//! The daemon process: mounts the union, serves it, and takes commands from the
+//! harness over its control socket until told to quit or until the harness is gone.
+//!
+//! Started by [`super::daemon::Daemon::spawn`] as `harness fuse-daemon CONTROL_FD
+//! MOUNTPOINT KEY=VALUE...` (the harness binary runs [`main`] for that first word). It
+//! is a process of its own, as distri's daemon is, and not a thread of the harness: a
+//! SIGKILL of the harness must never find the harness waiting on a FUSE request that
+//! its own dying process would have to answer (the kernel waits for such an answer
+//! uninterruptibly, so the process could neither die nor let go of its mount).
+//!
+//! # Control protocol
+//! Lines over a Unix stream socket, one reply line per command:
+//! - the daemon starts with `ready` once mounted (or `err MESSAGE` and exits 1);
+//! - `add NAME<TAB>PATH` picks up the image at PATH as package NAME: the union takes
+//!   it, and the kernel is told to forget what it changes (`FUSE_NOTIFY_INVAL_INODE` for
+//!   each directory the image shares with the union, `FUSE_NOTIFY_INVAL_ENTRY` for each
+//!   of its names there, negative entries included); `ok` or `err MESSAGE`;
+//! - `forget`: drop the daemon's metadata caches and directory listings (`reset_caches`);
+//! - `stats`: `ok images=N nodes=N metadata_bytes=N`;
+//! - `quit`: unmount and answer `ok`, or `ok held` (below); exit 0 once the session has
+//!   ended. End of file (the harness died) does the same without the answer.
+//!
+//! # Unmount
+//! `umount(2)`: the kernel ends the connection, fuser's loops see `ENODEV` and return,
+//! and the session thread is joined. If a reader still holds a file, a lazy detach
+//! instead: no name shows the mount any more, the kernel keeps the connection for the
+//! holder, and the daemon serves it until its last close, then exits. The harness does
+//! not wait for that (it reaps the daemon in the background); were the holder never to
+//! close, the daemon dies with the harness (its death signal).
+
+use super::fs::{FuseOptions, UnionFs};
+use super::union::{Invalidations, Union};
+use anyhow::{anyhow, bail, Context, Result};
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionUnmounter};
+use nix::mount::{umount2, MntFlags};
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The first word of the harness's command line that runs [`main`].
+pub const SUBCOMMAND: &str = "fuse-daemon";
+
+/// The daemon process's entry point; `args` are the words after [`SUBCOMMAND`].
+pub fn main(args: &[OsString]) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pkgbench fuse daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[OsString]) -> Result<()> {
+    let [fd, mountpoint, settings @ ..] = args else {
+        bail!("usage: harness {SUBCOMMAND} CONTROL_FD MOUNTPOINT [KEY=VALUE...]");
+    };
+    let fd: RawFd = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("control descriptor {fd:?} is not a number"))?;
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails on a closed one.
+    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("control descriptor {fd} is not open");
+    }
+    // SAFETY: the descriptor is open (checked above) and owned by nothing else in this
+    // process: the harness passed it for this use alone.
+    let control = unsafe { UnixStream::from_raw_fd(fd) };
+    let mut options = FuseOptions::default();
+    for word in settings {
+        let word = word
+            .to_str()
+            .with_context(|| format!("setting {word:?} is not UTF-8"))?;
+        options.set(word)?;
+    }
+    let mut reply = control.try_clone().context("cloning the control socket")?;
+    let mut mount = match Mount::new(Path::new(mountpoint), options) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = writeln!(reply, "err {}", one_line(&e));
+            return Err(e);
+        }
+    };
+    writeln!(reply, "ready").context("answering on the control socket")?;
+    let served = serve(&mount, BufReader::new(control), &mut reply);
+    let released = mount.release();
+    if let (Ok(true), Ok(held)) = (&served, &released) {
+        writeln!(reply, "{}", if *held { "ok held" } else { "ok" }).context("answering quit")?;
+    }
+    served?;
+    released?;
+    // With a holder left, the session serves it until its last close, then ends.
+    mount.join()
+}
+
+/// Answers commands until `quit` (returns true) or end of file (false).
+fn serve(mount: &Mount, control: impl BufRead, reply: &mut impl Write) -> Result<bool> {
+    for line in control.split(b'\n') {
+        let line = line.context("reading the control socket")?;
+        let answer = match line.as_slice() {
+            b"quit" => return Ok(true),
+            b"forget" => {
+                mount.union.forget_listings();
+                Ok(String::new())
+            }
+            b"stats" => Ok(format!(
+                " images={} nodes={} metadata_bytes={}",
+                mount.union.image_count(),
+                mount.union.node_count(),
+                mount.union.cached_metadata_bytes()
+            )),
+            _ => match line.strip_prefix(b"add ") {
+                Some(rest) => add(mount, rest).map(|()| String::new()),
+                None => Err(anyhow!(
+                    "unknown command {:?}",
+                    String::from_utf8_lossy(&line)
+                )),
+            },
+        };
+        match answer {
+            Ok(extra) => writeln!(reply, "ok{extra}"),
+            Err(e) => writeln!(reply, "err {}", one_line(&e)),
+        }
+        .context("answering on the control socket")?;
+    }
+    Ok(false)
+}
+
+/// `add NAME<TAB>PATH`.
+fn add(mount: &Mount, rest: &[u8]) -> Result<()> {
+    let tab = rest
+        .iter()
+        .position(|&b| b == b'\t')
+        .context("add needs NAME<TAB>PATH")?;
+    let name = std::str::from_utf8(&rest[..tab]).context("image name is not UTF-8")?;
+    let path = Path::new(OsStr::from_bytes(&rest[tab + 1..]));
+    let inval = mount
+        .union
+        .add_image(path, name)
+        .with_context(|| format!("adding image {}", path.display()))?;
+    mount.invalidate(&inval)
+}
+
+/// An error's chain on one line: the protocol is line-based.
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// A mounted union and its session thread.
+struct Mount {
+    union: Arc<Union>,
+    mountpoint: PathBuf,
+    notifier: Notifier,
+    unmounter: SessionUnmounter,
+    session: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Mount {
+    /// Mounts an empty union at `mountpoint` and starts serving it. fuser mounts with
+    /// `mount(2)` on an open `/dev/fuse` (as root; no `fusermount3`).
+    fn new(mountpoint: &Path, options: FuseOptions) -> Result<Mount> {
+        let union = Arc::new(Union::new());
+        let fs = UnionFs {
+            union: union.clone(),
+            options,
+        };
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("pkgbench".into()),
+            MountOption::Subtype("pkgbench".into()),
+            MountOption::RO,
+            MountOption::NoDev,
+            MountOption::NoSuid,
+            MountOption::NoAtime,
+            // The kernel checks permissions from the attributes: no ACCESS requests.
+            MountOption::DefaultPermissions,
+        ];
+        config.n_threads = Some(options.threads.max(1));
+        config.clone_fd = options.threads > 1;
+        let mut session = Session::new(fs, mountpoint, &config)
+            .with_context(|| format!("mounting the FUSE union at {}", mountpoint.display()))?;
+        let unmounter = session.unmount_callable();
+        let notifier = session.notifier();
+        let session = std::thread::Builder::new()
+            .name("pkgbench-fuse".into())
+            // If the spawn fails, the session is dropped with the closure: unmounted.
+            .spawn(move || session.run())
+            .context("starting the FUSE session thread")?;
+        Ok(Mount {
+            union,
+            mountpoint: mountpoint.to_path_buf(),
+            notifier,
+            unmounter,
+            session: Some(session),
+        })
+    }
+
+    fn invalidate(&self, inval: &Invalidations) -> Result<()> {
+        for &ino in &inval.inodes {
+            self.notifier
+                .inval_inode(INodeNo(ino), 0, 0)
+                .with_context(|| format!("invalidating node {ino} in the kernel"))?;
+        }
+        for (parent, name) in &inval.entries {
+            self.notifier
+                .inval_entry(INodeNo(*parent), OsStr::from_bytes(name))
+                .with_context(|| format!("invalidating an entry of node {parent} in the kernel"))?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts; if a reader still holds a file, detaches instead and returns true: the
+    /// kernel keeps the connection for the holder, and the session goes on serving it.
+    fn release(&mut self) -> Result<bool> {
+        if self.unmounter.unmount().is_ok() {
+            return Ok(false);
+        }
+        umount2(&self.mountpoint, MntFlags::MNT_DETACH)
+            .with_context(|| format!("detaching {}", self.mountpoint.display()))?;
+        Ok(true)
+    }
+
+    /// Waits for the session to end: at once after an unmount, after the last close of a
+    /// detached mount's holder.
+    fn join(&mut self) -> Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        match session.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e).context("the FUSE session ended with an error"),
+            Err(_) => bail!("the FUSE session thread panicked"),
+        }
+    }
+}
