@@ -27,6 +27,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The environment variable naming the harness binary that runs the daemon, for
@@ -56,17 +57,27 @@ pub struct DaemonStats {
     pub metadata_bytes: usize,
 }
 
-/// The program that runs the daemon: `$PKGBENCH_HARNESS_BIN`, else this program if it
-/// is the harness, else `harness` beside it or one directory up (cargo puts test
-/// binaries in `target/PROFILE/deps/`, the harness in `target/PROFILE/`).
+/// Set by the harness's `main`: the harness runs its daemons itself, whatever its
+/// binary is called.
+static THIS_IS_THE_HARNESS: OnceLock<PathBuf> = OnceLock::new();
+
+/// Called by the harness binary at start: daemons are this program.
+pub fn set_harness_program(path: PathBuf) {
+    let _ = THIS_IS_THE_HARNESS.set(path);
+}
+
+/// The program that runs the daemon: the harness itself (see [`set_harness_program`]),
+/// else `$PKGBENCH_HARNESS_BIN`, else `harness` beside this program or one directory up
+/// (cargo puts test binaries in `target/PROFILE/deps/`, the harness in
+/// `target/PROFILE/`).
 pub fn harness_program() -> Result<PathBuf> {
+    if let Some(path) = THIS_IS_THE_HARNESS.get() {
+        return Ok(path.clone());
+    }
     if let Some(bin) = std::env::var_os(HARNESS_BIN) {
         return Ok(PathBuf::from(bin));
     }
     let exe = std::env::current_exe().context("finding this program's path")?;
-    if exe.file_name().is_some_and(|n| n == "harness") {
-        return Ok(exe);
-    }
     exe.ancestors()
         .skip(1)
         .take(2)
