@@ -18,6 +18,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 
 /// The schema this module reads.
 pub const SCHEMA: &str = "deb-manifest/1";
@@ -163,6 +164,11 @@ struct RawEntry {
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// The most JSON a zstd-compressed manifest may decompress to. The embedded manifests hold
+/// under 1 MiB of JSON each; a closure a hundred times larger still fits, while a few KiB
+/// of hostile zstd (300 MiB of zeros compress to about 10 KiB) cannot exhaust memory.
+pub const MAX_MANIFEST_JSON_BYTES: u64 = 256 << 20;
+
 /// Parses a manifest, plain JSON or zstd-compressed JSON. `source_name` (a file name)
 /// starts every error message.
 pub fn parse(bytes: &[u8], source_name: &str) -> Result<Manifest> {
@@ -172,7 +178,7 @@ pub fn parse(bytes: &[u8], source_name: &str) -> Result<Manifest> {
 fn check(bytes: &[u8]) -> Result<Manifest> {
     let json;
     let bytes = if bytes.starts_with(&ZSTD_MAGIC) {
-        json = zstd::stream::decode_all(bytes).context("decompressing zstd")?;
+        json = decompress_zstd(bytes, MAX_MANIFEST_JSON_BYTES)?;
         &json[..]
     } else {
         bytes
@@ -209,6 +215,21 @@ fn check(bytes: &[u8]) -> Result<Manifest> {
         root_package: raw.root_package,
         packages,
     })
+}
+
+/// Decompresses a zstd manifest, refusing more than `limit` bytes of output. Streaming
+/// with `take(limit + 1)` stops at the limit instead of decoding the whole stream first.
+fn decompress_zstd(bytes: &[u8], limit: u64) -> Result<Vec<u8>> {
+    let decoder = zstd::stream::read::Decoder::with_buffer(bytes).context("decompressing zstd")?;
+    let mut json = Vec::new();
+    decoder
+        .take(limit + 1)
+        .read_to_end(&mut json)
+        .context("decompressing zstd")?;
+    if json.len() as u64 > limit {
+        bail!("decompressing zstd: more than {limit} bytes of JSON, the limit for a manifest");
+    }
+    Ok(json)
 }
 
 fn check_package(p: RawPackage) -> Result<Package> {
@@ -535,6 +556,35 @@ mod tests {
         let e = format!("{:#}", parse(&ZSTD_MAGIC, "z.json.zst").unwrap_err());
         assert!(
             e.starts_with("manifest z.json.zst: decompressing zstd"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zstd_bombs_and_truncated_streams_are_refused() {
+        // 64 MiB of zeros compress to a few KiB; a 1 MiB limit stops decoding at 1 MiB.
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut enc, &zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+        let e = format!("{:#}", decompress_zstd(&bomb, 1 << 20).unwrap_err());
+        assert_eq!(
+            e,
+            "decompressing zstd: more than 1048576 bytes of JSON, the limit for a manifest"
+        );
+        assert_eq!(decompress_zstd(&bomb, 64 << 20).unwrap().len(), 64 << 20);
+
+        let text = doc(USR);
+        let z = zstd::encode_all(text.as_bytes(), 3).unwrap();
+        let e = format!(
+            "{:#}",
+            parse(&z[..z.len() - 4], "cut.json.zst").unwrap_err()
+        );
+        assert!(
+            e.starts_with("manifest cut.json.zst: decompressing zstd: "),
             "{e}"
         );
     }
