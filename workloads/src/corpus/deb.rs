@@ -15,8 +15,17 @@
 //! `cache` renames into place only when every package converted: a broken `.deb` leaves
 //! nothing. This lives here, not in `harness`, because the corpus cache does; and it
 //! shells out rather than using `models::formats::tar::unpack` because `workloads` must
-//! not depend on `models` (DESIGN.md). dpkg-deb's tar refuses members with `..`; after
-//! extraction the tree is checked again here: device nodes, FIFOs and sockets are refused.
+//! not depend on `models` (DESIGN.md).
+//!
+//! A `.deb` is input, and may be hostile. Before dpkg-deb extracts an archive, its member
+//! list is read and checked (`deb_members`): absolute names, `..`, names too long for
+//! Linux, anything under a symlink, hard links that do not name an earlier file, device
+//! nodes and FIFOs, and control files that are not plain regular files are refused with
+//! the `.deb`'s path and the member's name, and nothing is extracted. That, not GNU tar's
+//! own guards, is what keeps extraction inside the temporary directory (`deb_members`
+//! says what tar does by itself). After extraction the tree is walked again: device
+//! nodes, FIFOs and sockets are refused. The control stanza must name a valid Package
+//! and Version, and Depends and Pre-Depends must hold valid package names.
 //!
 //! Hard links inside a `.deb` (perl's `/usr/bin/perl` and `perl5.36.0`) are materialised
 //! as separate files with the same contents: NAR cannot hold hard links, and the digest
@@ -24,6 +33,7 @@
 //! set) is refused with an error naming both packages.
 
 use super::cache::PackageMeta;
+use super::deb_members::{self, Archive};
 use crate::manifest::{check_package_name, parse_relations, resolve};
 use crate::view::{digest_view, Entry, TreeDigest, ViewSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -264,19 +274,20 @@ pub(crate) fn import(dir: &Path, debs: &[PathBuf]) -> Result<(Vec<PackageMeta>, 
             bail!("two .deb files hold package {}", c.name);
         }
     }
-    // Each real path's owner, so a path in two packages names both (merge_package alone
-    // knows only the second).
-    let mut owner: HashMap<&str, &str> = HashMap::new();
+    // Each path's owner, so a path in two packages names both (merge_package alone knows
+    // only the second). Directories may be shared; a directory in one package and a file
+    // or symlink in another may not (installing both would write through the symlink).
+    let mut owner: HashMap<&str, (&str, bool)> = HashMap::new();
     for (c, d) in &converted {
         for (path, e) in &d.entries {
-            if *e == Entry::Dir {
-                continue;
-            }
-            if let Some(other) = owner.insert(path, &c.name) {
-                bail!(
+            let is_dir = *e == Entry::Dir;
+            match owner.insert(path, (&c.name, is_dir)) {
+                Some((_, true)) if is_dir => {}
+                Some((other, _)) => bail!(
                     "path /{path} is in two packages, {other} and {} (a diversion or a conflicting set: pkgbench installs each path from exactly one package)",
                     c.name
-                );
+                ),
+                None => {}
             }
         }
     }
@@ -327,17 +338,18 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
     fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?;
     let control = work.join("control");
     let root = work.join("root");
+    deb_members::check(deb, Archive::Control)?;
     run(
         Command::new("dpkg-deb").arg("-e").arg(deb).arg(&control),
         "dpkg-deb -e (control files)",
     )?;
+    deb_members::check(deb, Archive::Data)?;
     run(
         Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root),
         "dpkg-deb -x (data files)",
     )?;
-    let stanza_path = control.join("control");
-    let stanza = fs::read_to_string(&stanza_path)
-        .with_context(|| format!("reading {}", stanza_path.display()))?;
+    let stanza = read_control_file(&control, "control")?
+        .ok_or_else(|| anyhow!("control.tar has no control file"))?;
     let fields = parse_control(&stanza);
     let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let name = field("Package");
@@ -349,16 +361,13 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
     let depends = parse_relations(&field("Depends")).context("control field Depends")?;
     let pre_depends =
         parse_relations(&field("Pre-Depends")).context("control field Pre-Depends")?;
-    let (files, bytes) = check_and_unlink(&root)?;
-    let triggers = match fs::read_to_string(control.join("triggers")) {
-        Ok(text) => text
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).context("reading the triggers control file"),
-    };
+    let tree = check_tree(&root)?;
+    let triggers = read_control_file(&control, "triggers")?
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
     let base = format!("pkgs/{name}");
     let final_dir = pkgs.join(&name);
     if final_dir.exists() {
@@ -366,9 +375,12 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
     }
     fs::rename(&work, &final_dir)
         .with_context(|| format!("renaming {} to {}", work.display(), final_dir.display()))?;
+    // lstat, not stat: a script is a regular file of the package, never a link out of it.
     let scripts = SCRIPT_NAMES
         .iter()
-        .filter(|s| final_dir.join("control").join(s).is_file())
+        .filter(|s| {
+            fs::symlink_metadata(final_dir.join("control").join(s)).is_ok_and(|m| m.is_file())
+        })
         .map(|s| (s.to_string(), format!("{base}/control/{s}")))
         .collect();
     Ok(Converted {
@@ -381,15 +393,36 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
         scripts,
         triggers,
         root: format!("{base}/root"),
-        files,
-        bytes,
+        files: tree.files,
+        bytes: tree.bytes,
     })
+}
+
+/// The text of control file `name`, `None` when the package has none. The member list was
+/// checked (regular files only); the lstat here keeps a symlink from ever being followed.
+fn read_control_file(control: &Path, name: &str) -> Result<Option<String>> {
+    let path = control.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => bail!("control file {name} is not a regular file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("lstat {}", path.display())),
+    }
+    fs::read_to_string(&path)
+        .map(Some)
+        .with_context(|| format!("reading control file {name}"))
+}
+
+/// What `check_tree` counted in an extracted package.
+struct Tree {
+    files: u64,
+    bytes: u64,
 }
 
 /// Refuses entries no model can hold (device nodes, FIFOs, sockets), replaces hard links
 /// by copies (module doc), and counts regular files and their bytes.
-fn check_and_unlink(root: &Path) -> Result<(u64, u64)> {
-    let (mut files, mut bytes) = (0, 0);
+fn check_tree(root: &Path) -> Result<Tree> {
+    let mut tree = Tree { files: 0, bytes: 0 };
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -401,30 +434,33 @@ fn check_and_unlink(root: &Path) -> Result<(u64, u64)> {
             let t = meta.file_type();
             let rel = path.strip_prefix(root).unwrap_or(&path).display();
             if t.is_dir() {
-                stack.push(path);
+                stack.push(path.clone());
             } else if t.is_file() {
-                files += 1;
-                bytes += meta.len();
+                tree.files += 1;
+                tree.bytes += meta.len();
                 if meta.nlink() > 1 {
-                    let copy = path.with_file_name(format!(
-                        ".{}.pkgbench-unlink",
-                        path.file_name()
-                            .map(|n| n.to_string_lossy())
-                            .unwrap_or_default()
-                    ));
-                    fs::copy(&path, &copy).with_context(|| format!("copying hard link /{rel}"))?;
-                    fs::set_permissions(&copy, fs::Permissions::from_mode(meta.mode() & 0o7777))
-                        .with_context(|| format!("chmod /{rel}"))?;
-                    fs::rename(&copy, &path)
-                        .with_context(|| format!("replacing hard link /{rel}"))?;
+                    unlink_hard_link(&path, &meta).with_context(|| format!("hard link /{rel}"))?;
                 }
-            } else if t.is_symlink() {
             } else if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
                 bail!("entry /{rel} is a device node, FIFO or socket: no model installs those");
             }
         }
     }
-    Ok((files, bytes))
+    Ok(tree)
+}
+
+/// Replaces the hard link `path` by a copy with the same permission bits.
+fn unlink_hard_link(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    let copy = path.with_file_name(format!(
+        ".{}.pkgbench-unlink",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    fs::copy(path, &copy).context("copying")?;
+    fs::set_permissions(&copy, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .context("chmod of the copy")?;
+    fs::rename(&copy, path).context("replacing it by the copy")
 }
 
 /// Fields of one deb822 stanza; continuation lines are joined with spaces.
