@@ -1,7 +1,7 @@
 //! Hostile `.deb` files in a `debs:DIR` corpus (issue 8): each is refused with an error
 //! naming the file and the problem, nothing is written outside the corpus's temporary
 //! directory (a canary folder the members aim at stays as it was), and nothing of the
-//! failed corpus is left in the cache. The `.deb` bytes are written here by hand (an `ar`
+//! failed corpus is left in the cache. Setuid and setgid bits are cleared, not refused. The `.deb` bytes are written here by hand (an `ar`
 //! container, GNU tar headers), because `dpkg-deb --build` and the `tar` crate refuse to
 //! write most of these names.
 //!
@@ -10,6 +10,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use workloads::corpus;
@@ -490,4 +491,44 @@ fn a_symlink_in_one_package_and_a_directory_in_another_name_both() {
     );
     fs::remove_file(s.debs.join("pkg-dir.deb")).unwrap();
     s.assert_untouched();
+}
+
+#[test]
+fn setuid_and_setgid_are_cleared_and_the_sticky_bit_kept() {
+    let s = Setup::new();
+    let mut su = file("./usr/bin/su", "#!/bin/sh\n");
+    su.mode = 0o4755;
+    let mut sg = file("./usr/bin/sg", "#!/bin/sh\n");
+    sg.mode = 0o2755;
+    let mut tmp = dir("./var/tmp/");
+    tmp.mode = 0o1777;
+    let mut mail = dir("./var/mail/");
+    mail.mode = 0o2775;
+    let deb = data_deb(vec![
+        dir("./usr/"),
+        dir("./usr/bin/"),
+        su,
+        sg,
+        special("./usr/bin/su-link", b'1', "./usr/bin/su"),
+        dir("./var/"),
+        tmp,
+        mail,
+    ]);
+    fs::write(s.debs.join("evil.deb"), deb).unwrap();
+    let c = s.open().unwrap();
+    let root = &c.package("evil").unwrap().root;
+    let mode = |p: &str| {
+        fs::symlink_metadata(root.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("usr/bin/su"), 0o755);
+    assert_eq!(mode("usr/bin/su-link"), 0o755);
+    assert_eq!(mode("usr/bin/sg"), 0o755);
+    assert_eq!(mode("var/tmp"), 0o1777);
+    assert_eq!(mode("var/mail"), 0o775);
+    let meta = fs::read_to_string(c.dir.join("corpus.json")).unwrap();
+    assert!(meta.contains("\"setid_cleared\":4"), "{meta}");
 }

@@ -52,6 +52,9 @@ pub(crate) struct PackageMeta {
     pub root: String,
     pub files: u64,
     pub bytes: u64,
+    /// Entries whose setuid or setgid bit the `.deb` import cleared (`deb`).
+    #[serde(default)]
+    pub setid_cleared: u64,
 }
 
 impl Metadata {

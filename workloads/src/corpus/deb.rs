@@ -24,8 +24,12 @@
 //! the `.deb`'s path and the member's name, and nothing is extracted. That, not GNU tar's
 //! own guards, is what keeps extraction inside the temporary directory (`deb_members`
 //! says what tar does by itself). After extraction the tree is walked again: device
-//! nodes, FIFOs and sockets are refused. The control stanza must name a valid Package
-//! and Version, and Depends and Pre-Depends must hold valid package names.
+//! nodes, FIFOs and sockets are refused, and setuid and setgid bits are cleared (the
+//! project's policy for `.deb` input: a benchmark has no use for them and a hostile
+//! package should not leave a setuid binary in the cache). The number cleared is said on
+//! stderr and kept in `corpus.json`; the sticky bit and all other bits are kept. The
+//! control stanza must name a valid Package and Version, and Depends and Pre-Depends must
+//! hold valid package names.
 //!
 //! Hard links inside a `.deb` (perl's `/usr/bin/perl` and `perl5.36.0`) are materialised
 //! as separate files with the same contents: NAR cannot hold hard links, and the digest
@@ -51,7 +55,7 @@ pub const DEBIAN: &str = "debian";
 /// Selector prefix of a folder of `.deb` files.
 pub const DEBS: &str = "debs";
 /// Bumped whenever conversion would produce a different tree; part of the identity.
-const IMPORT_VERSION: u32 = 1;
+const IMPORT_VERSION: u32 = 2;
 const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
 
 /// Where a real corpus's `.deb` files come from.
@@ -308,6 +312,7 @@ pub(crate) fn import(dir: &Path, debs: &[PathBuf]) -> Result<(Vec<PackageMeta>, 
             root: c.root.clone(),
             files: c.files,
             bytes: c.bytes,
+            setid_cleared: c.setid_cleared,
         });
     }
     for (c, d) in converted {
@@ -329,6 +334,7 @@ struct Converted {
     root: String,
     files: u64,
     bytes: u64,
+    setid_cleared: u64,
 }
 
 fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
@@ -362,6 +368,13 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
     let pre_depends =
         parse_relations(&field("Pre-Depends")).context("control field Pre-Depends")?;
     let tree = check_tree(&root)?;
+    if tree.setid_cleared > 0 {
+        eprintln!(
+            "{}: cleared setuid/setgid bits on {} entries of package {name} (.deb input keeps none)",
+            deb.display(),
+            tree.setid_cleared
+        );
+    }
     let triggers = read_control_file(&control, "triggers")?
         .unwrap_or_default()
         .lines()
@@ -395,6 +408,7 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
         root: format!("{base}/root"),
         files: tree.files,
         bytes: tree.bytes,
+        setid_cleared: tree.setid_cleared,
     })
 }
 
@@ -417,12 +431,23 @@ fn read_control_file(control: &Path, name: &str) -> Result<Option<String>> {
 struct Tree {
     files: u64,
     bytes: u64,
+    setid_cleared: u64,
 }
 
+/// setuid and setgid: cleared from `.deb` input (module doc).
+const SETID_BITS: u32 = 0o6000;
+
 /// Refuses entries no model can hold (device nodes, FIFOs, sockets), replaces hard links
-/// by copies (module doc), and counts regular files and their bytes.
+/// by copies (module doc), clears setuid and setgid bits, and counts regular files, their
+/// bytes and the entries whose bits were cleared.
 fn check_tree(root: &Path) -> Result<Tree> {
-    let mut tree = Tree { files: 0, bytes: 0 };
+    let root_meta =
+        fs::symlink_metadata(root).with_context(|| format!("lstat {}", root.display()))?;
+    let mut tree = Tree {
+        files: 0,
+        bytes: 0,
+        setid_cleared: clear_setid(root, &root_meta).context("the package root")? as u64,
+    };
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -444,9 +469,24 @@ fn check_tree(root: &Path) -> Result<Tree> {
             } else if t.is_block_device() || t.is_char_device() || t.is_fifo() || t.is_socket() {
                 bail!("entry /{rel} is a device node, FIFO or socket: no model installs those");
             }
+            tree.setid_cleared +=
+                clear_setid(&path, &meta).with_context(|| format!("entry /{rel}"))? as u64;
         }
     }
     Ok(tree)
+}
+
+/// Clears the setuid and setgid bits of a file or directory; true when one was set.
+/// Symlinks are left alone: their bits mean nothing and chmod would follow them.
+fn clear_setid(path: &Path, meta: &fs::Metadata) -> Result<bool> {
+    let t = meta.file_type();
+    if !(t.is_dir() || t.is_file()) || meta.mode() & SETID_BITS == 0 {
+        return Ok(false);
+    }
+    let mode = meta.mode() & 0o7777 & !SETID_BITS;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .context("clearing setuid/setgid")?;
+    Ok(true)
 }
 
 /// Replaces the hard link `path` by a copy with the same permission bits.

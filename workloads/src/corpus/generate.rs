@@ -125,6 +125,7 @@ fn lay_out(dir: &Path, p: &Package, present: &dyn Fn(&str) -> bool) -> Result<La
         root: format!("{base}/root"),
         files: file_count,
         bytes,
+        setid_cleared: 0,
     };
     Ok(LaidOut { meta, files, dirs })
 }
