@@ -325,6 +325,17 @@ fn root_fuse_two_packages_providing_a_path_merge_directories_and_the_first_wins(
         assert!(view.join("y").is_dir());
         // Each package alone still shows its own version.
         let ro = model.mountpoint().unwrap().to_path_buf();
+        // Package content never grants privileges: the mount is nosuid and nodev.
+        let mounts = mounts_under("/proc/self/mounts", &ro);
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        let options = mounts[0].split(' ').nth(3).unwrap_or("");
+        for wanted in ["ro", "nosuid", "nodev"] {
+            assert!(
+                options.split(',').any(|o| o == wanted),
+                "no {wanted}: {}",
+                mounts[0]
+            );
+        }
         assert_eq!(
             fs::read_to_string(ro.join("second_1/etc/conf")).unwrap(),
             "second\n"

@@ -177,6 +177,17 @@ fn root_overlay_mounts_one_layer_and_a_two_level_stack_past_500_layers() {
         let (mut model, _) = install_tiny(&one, 1);
         assert_eq!(model.mount_points().len(), 2);
         assert_eq!(model.mount_api(), Some(MountApi::New));
+        // Package content never grants privileges: every mount is nosuid and nodev.
+        let mounts = mounts_under(&one);
+        assert!(mounts.len() >= 2, "{mounts:?}");
+        for line in &mounts {
+            let options = line.split(' ').nth(3).unwrap_or("");
+            assert!(
+                options.split(',').any(|o| o == "nosuid")
+                    && options.split(',').any(|o| o == "nodev"),
+                "not nosuid,nodev: {line}"
+            );
+        }
         model.teardown().unwrap();
         assert!(mounts_under(&one).is_empty());
 

@@ -152,7 +152,7 @@ impl Model for OverlayModel {
                     Some(&device.path),
                     &layer,
                     Some("squashfs"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NODEV,
+                    MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
                     None::<&str>,
                 )
                 .with_context(|| {

@@ -111,7 +111,9 @@ fn mount_overlay_new_api(lowers: &[PathBuf], target: &Path) -> Result<(), NewApi
     let mnt = fsmount(
         fs.as_fd(),
         FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
     )
     .map_err(|e| fail("fsmount", e))?;
     move_mount(
@@ -169,7 +171,9 @@ fn mount_overlay_legacy(lowers: &[PathBuf], target: &Path) -> Result<()> {
         Some("overlay"),
         target,
         Some("overlay"),
-        nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_NODEV,
+        nix::mount::MsFlags::MS_RDONLY
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOSUID,
         Some(options.as_str()),
     )
     .with_context(|| {
