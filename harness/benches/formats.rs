@@ -62,6 +62,7 @@ fn benches(c: &mut Criterion) {
                     staging: Staging::DpkgNew,
                     durability: Durability::None,
                     refuse_overwrite: false,
+                    keep_setid: false,
                 };
                 unpack(&dest, dec, &dest, opts).expect("unpack");
                 dest

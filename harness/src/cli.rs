@@ -61,6 +61,9 @@ pub enum Command {
         /// Archive format (tar).
         #[arg(long)]
         format: String,
+        /// tar: keep setuid and setgid bits (by default they are stripped and counted).
+        #[arg(long)]
+        keep_setid: bool,
         input: PathBuf,
         dest: PathBuf,
     },

@@ -45,9 +45,10 @@ fn main() -> ExitCode {
         } => commands::archive::pack(&format, &src_dir, &out),
         Command::Unpack {
             format,
+            keep_setid,
             input,
             dest,
-        } => commands::archive::unpack(&format, &input, &dest),
+        } => commands::archive::unpack(&format, &input, &dest, keep_setid),
     };
     match outcome {
         Ok(code) => code,

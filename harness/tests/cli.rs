@@ -1,6 +1,6 @@
 //! The `harness` binary's commands as a user types them: pack and unpack round trip,
-//! a hostile archive refused with a non-zero exit and nothing written outside DEST,
-//! `list`, and a bad `--model`.
+//! setuid bits stripped unless `--keep-setid`, a hostile archive refused with a non-zero
+//! exit and nothing written outside DEST, `list`, and a bad `--model`.
 
 use std::fs;
 use std::path::Path;
@@ -86,6 +86,45 @@ fn unpack_refuses_a_parent_component_and_writes_nothing_outside() {
     let mut after = listing(dir.path());
     after.retain(|n| n != "dest");
     assert_eq!(after, before);
+}
+
+#[test]
+fn unpack_strips_setuid_bits_unless_keep_setid() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("usr/bin")).unwrap();
+    fs::write(src.join("usr/bin/su"), b"su").unwrap();
+    fs::set_permissions(src.join("usr/bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let archive = dir.path().join("pkg.tar");
+    let st = harness()
+        .args(["pack", "--format", "tar"])
+        .arg(&src)
+        .arg(&archive)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    for (flags, mode, said) in [
+        (&[][..], 0o755, "setuid/setgid bits stripped from 1 of them"),
+        (&["--keep-setid"][..], 0o4755, ""),
+    ] {
+        let dest = dir.path().join(format!("dest{}", flags.len()));
+        let out = harness()
+            .args(["unpack", "--format", "tar"])
+            .args(flags)
+            .arg(&archive)
+            .arg(&dest)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains(said), "{flags:?}: {stderr}");
+        let got = fs::metadata(dest.join("usr/bin/su"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(got & 0o7777, mode, "{flags:?}");
+    }
 }
 
 #[test]

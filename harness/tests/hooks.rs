@@ -33,6 +33,15 @@ fn root_hooks_passes_conformance_with_hooks_in_order() {
         );
     }
 
+    // passwd's setuid and setgid programs lose those bits, and the model says so.
+    let notes = model.notes();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("passwd: setuid/setgid bits stripped from ")),
+        "{notes:?}"
+    );
+
     let trace = model.trace.take().unwrap();
     let n = corpus.packages.len();
     // apt first: every fetch, then every verify; then dpkg; triggers last.

@@ -33,21 +33,26 @@ fn config() -> Config {
     }
 }
 
+/// Setuid and setgid bits kept, so that a valid archive unpacks to exactly its tree;
+/// stripping them has its own test in `tar_hostile.rs`.
 const OPTIONS: [UnpackOptions; 3] = [
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: true,
     },
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::Native,
         refuse_overwrite: false,
+        keep_setid: true,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: true,
     },
 ];
 

@@ -22,21 +22,25 @@ const ALL_OPTIONS: [UnpackOptions; 4] = [
         staging: Staging::DpkgNew,
         durability: Durability::Native,
         refuse_overwrite: false,
+        keep_setid: false,
     },
     UnpackOptions {
         staging: Staging::DpkgNew,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: false,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: false,
     },
     UnpackOptions {
         staging: Staging::Direct,
         durability: Durability::Full,
         refuse_overwrite: false,
+        keep_setid: false,
     },
 ];
 
@@ -318,6 +322,11 @@ fn round_trip_gives_the_same_tree_with_every_option() {
     let bytes = pack(src.path());
     let expected = snapshot(src.path());
     for opts in ALL_OPTIONS {
+        // Kept, so the round trip is exact (stripping is tested below).
+        let opts = UnpackOptions {
+            keep_setid: true,
+            ..opts
+        };
         let scratch = Scratch::new();
         let report = scratch.unpack(&bytes, opts).unwrap();
         assert_eq!(snapshot(&scratch.dest), expected, "{opts:?}");
@@ -327,6 +336,77 @@ fn round_trip_gives_the_same_tree_with_every_option() {
         assert_eq!(sorted, listed, "{opts:?}: every entry is listed once");
         assert_eq!(report.files, 7, "{opts:?}");
         assert_eq!(report.bytes, 300_000 + 10 + 4 + 3 + 3 + 4, "{opts:?}");
+    }
+}
+
+/// A setuid file, a setgid file, a hard link to the setuid one, a setgid directory and a
+/// sticky one, in a hand-made archive.
+fn setid_archive() -> Vec<u8> {
+    let with_mode = |name: &str, kind: EntryType, mode: u32, size: u64| {
+        RawTar::header(name.as_bytes(), kind, b"", mode, size)
+    };
+    RawTar::new()
+        .push(&with_mode("bin/", EntryType::Directory, 0o755, 0), b"")
+        .push(&with_mode("bin/su", EntryType::Regular, 0o4755, 2), b"su")
+        .push(
+            &with_mode("bin/wall", EntryType::Regular, 0o2755, 4),
+            b"wall",
+        )
+        .hard_link("bin/su-again", "bin/su")
+        .push(&with_mode("mail/", EntryType::Directory, 0o2775, 0), b"")
+        .push(&with_mode("tmp/", EntryType::Directory, 0o1777, 0), b"")
+        .end()
+}
+
+fn modes(root: &Path) -> Vec<(&'static str, u32)> {
+    ["bin/su", "bin/su-again", "bin/wall", "mail", "tmp"]
+        .into_iter()
+        .map(|p| (p, fs::metadata(root.join(p)).unwrap().mode() & 0o7777))
+        .collect()
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_stripped_by_default_and_counted() {
+    for opts in ALL_OPTIONS {
+        let scratch = Scratch::new();
+        let report = scratch.unpack(&setid_archive(), opts).unwrap();
+        assert_eq!(
+            modes(&scratch.dest),
+            [
+                ("bin/su", 0o755),
+                ("bin/su-again", 0o755),
+                ("bin/wall", 0o755),
+                ("mail", 0o775),
+                ("tmp", 0o1777),
+            ],
+            "{opts:?}"
+        );
+        // su, wall and mail: the hard link shares su's inode and is not counted again.
+        assert_eq!(report.setid_stripped, 3, "{opts:?}");
+    }
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_kept_when_asked() {
+    for opts in ALL_OPTIONS {
+        let opts = UnpackOptions {
+            keep_setid: true,
+            ..opts
+        };
+        let scratch = Scratch::new();
+        let report = scratch.unpack(&setid_archive(), opts).unwrap();
+        assert_eq!(
+            modes(&scratch.dest),
+            [
+                ("bin/su", 0o4755),
+                ("bin/su-again", 0o4755),
+                ("bin/wall", 0o2755),
+                ("mail", 0o2775),
+                ("tmp", 0o1777),
+            ],
+            "{opts:?}"
+        );
+        assert_eq!(report.setid_stripped, 0, "{opts:?}");
     }
 }
 
@@ -352,6 +432,7 @@ fn packing_is_deterministic_and_sorted() {
                 staging: Staging::Direct,
                 durability: Durability::None,
                 refuse_overwrite: false,
+                keep_setid: false,
             },
         )
         .unwrap();
@@ -407,6 +488,7 @@ fn dpkg_new_staging_leaves_no_staging_files() {
                 staging: Staging::DpkgNew,
                 durability: Durability::Native,
                 refuse_overwrite: false,
+                keep_setid: false,
             },
         )
         .unwrap();
@@ -491,6 +573,7 @@ fn old_style_directories_are_marked_by_a_trailing_slash() {
         staging: Staging::Direct,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: false,
     };
     scratch.unpack(&bytes, opts).unwrap();
     let meta = fs::metadata(scratch.dest.join("old")).unwrap();
@@ -543,6 +626,7 @@ fn missing_parent_directories_are_created_and_removed_on_failure() {
         staging: Staging::DpkgNew,
         durability: Durability::None,
         refuse_overwrite: false,
+        keep_setid: false,
     };
     scratch.unpack(&good, opts).unwrap();
     assert_eq!(

@@ -51,32 +51,49 @@ pub fn pack(format: &str, src: &Path, out: &Path) -> Result<ExitCode> {
     }
 }
 
-pub fn unpack(format: &str, input: &Path, dest: &Path) -> Result<ExitCode> {
+pub fn unpack(format: &str, input: &Path, dest: &Path, keep_setid: bool) -> Result<ExitCode> {
     match format {
-        "tar" => {
-            let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
-            fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
-            let report = unpack_tar(
-                input,
-                BufReader::new(file),
-                dest,
-                UnpackOptions {
-                    staging: Staging::Direct,
-                    durability: Durability::None,
-                    refuse_overwrite: false,
-                },
-            )?;
-            eprintln!(
-                "unpacked {} entries ({} files, {} bytes)",
-                report.paths.len(),
-                report.files,
-                report.bytes
-            );
-            Ok(ExitCode::SUCCESS)
+        "tar" => unpack_tar_into(input, dest, keep_setid),
+        // A NAR has no setuid or setgid bits to keep.
+        "nar" if keep_setid => {
+            bail!("--keep-setid applies to tar only: a NAR cannot carry setuid or setgid bits")
         }
         "nar" => unpack_nar(input, dest),
         other => bail!("unknown format {other:?}: this version unpacks tar and nar"),
     }
+}
+
+/// Unpacks as `tar -x` would: entries under their final names (direct staging), no
+/// syncs; setuid and setgid bits stripped unless `keep_setid`.
+fn unpack_tar_into(input: &Path, dest: &Path, keep_setid: bool) -> Result<ExitCode> {
+    let file = File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let report = unpack_tar(
+        input,
+        BufReader::new(file),
+        dest,
+        UnpackOptions {
+            staging: Staging::Direct,
+            durability: Durability::None,
+            refuse_overwrite: false,
+            keep_setid,
+        },
+    )?;
+    let setid = if keep_setid {
+        String::new()
+    } else {
+        format!(
+            "; setuid/setgid bits stripped from {} of them (--keep-setid keeps them)",
+            report.setid_stripped
+        )
+    };
+    eprintln!(
+        "unpacked {} entries ({} files, {} bytes){setid}",
+        report.paths.len(),
+        report.files,
+        report.bytes
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn pack_nar(src: &Path, out: &Path) -> Result<ExitCode> {

@@ -63,10 +63,13 @@
 //! # Ownership, modes, times
 //! Files belong to the user running the unpack (the harness runs as root on package
 //! content it generated; archives say root anyway). Modes are set with `fchmod` after
-//! the data is written, so umask does not apply, and setuid, setgid and sticky bits are
-//! kept: the harness unpacks packages it generated itself, and a policy for hostile
-//! setuid files comes with a later issue. Modification times are not restored (packed
-//! archives carry 0, and view digests do not include them).
+//! the data is written, so umask does not apply. Setuid and setgid bits are stripped:
+//! a hostile package unpacked by root must not leave a root-owned setuid program behind.
+//! They are cleared on files and on directories alike (setgid on a directory would hand
+//! its group to everything created in it later), and each entry stripped is counted in
+//! [`UnpackReport::setid_stripped`]; [`UnpackOptions::keep_setid`] keeps them, as dpkg
+//! does. The sticky bit (`/tmp`'s 1777) is kept. Modification times are not restored
+//! (packed archives carry 0, and view digests do not include them).
 
 mod claims;
 mod dirs;
@@ -98,6 +101,10 @@ pub struct UnpackOptions {
     /// or symlink (installed by another package) is refused, "trying to overwrite", and
     /// the archive is rolled back. Off, an existing file or symlink is replaced.
     pub refuse_overwrite: bool,
+    /// Keep setuid and setgid bits. Off (the default policy for untrusted packages),
+    /// they are cleared on files and directories and counted in
+    /// [`UnpackReport::setid_stripped`].
+    pub keep_setid: bool,
 }
 
 /// What an unpack created.
@@ -109,6 +116,9 @@ pub struct UnpackReport {
     /// Regular file entries (hard links not counted) and their bytes.
     pub files: u64,
     pub bytes: u64,
+    /// Files and directories whose setuid or setgid bits were cleared (zero with
+    /// [`UnpackOptions::keep_setid`]).
+    pub setid_stripped: u64,
 }
 
 /// Packs `src` (a directory) into a tar stream: deterministic. Only directories, regular

@@ -10,7 +10,9 @@
 //! Where it differs from dpkg: the data archive is a zstd-compressed tar on its own
 //! (no `ar` container, no control.tar), maintainer scripts run on the host with the root
 //! in `DPKG_ROOT` (see `scripts`), there are no conffiles, diversions or alternatives,
-//! and unpack and configure run back to back per package rather than in apt's batches.
+//! unpack and configure run back to back per package rather than in apt's batches, and
+//! setuid and setgid bits are stripped on unpack (the `formats::tar` policy; each
+//! package that had some says so in [`Model::notes`]).
 
 pub mod database;
 pub mod scripts;
@@ -57,7 +59,8 @@ pub struct HooksModel {
     /// Real packages: maintainer scripts run chrooted into the root, never on the host
     /// (`scripts`), and what they create is not package content (`view`).
     pub chroot_scripts: bool,
-    /// Scripts of the last install that were skipped or failed in the chroot.
+    /// Scripts of the last install that were skipped or failed in the chroot, and
+    /// packages whose setuid or setgid bits were stripped.
     notes: Vec<String>,
     /// Every path the last install's packages own (dpkg's file lists), relative to the root.
     owned: std::collections::HashSet<PathBuf>,
@@ -210,9 +213,15 @@ impl Model for HooksModel {
                         staging: Staging::DpkgNew,
                         durability: ctx.durability,
                         refuse_overwrite: true,
+                        keep_setid: false,
                     },
                 )
             })?;
+            if report.setid_stripped > 0 {
+                notes
+                    .borrow_mut()
+                    .push(setid_note(&art.package, report.setid_stripped));
+            }
             self.record(Step::Unpack(art.package.clone()));
             times.time("database", || -> Result<()> {
                 db.write_file_list(
@@ -329,6 +338,14 @@ fn unowned_paths(root: &Path, owned: &std::collections::HashSet<PathBuf>) -> Vec
     }
     out.sort();
     out
+}
+
+/// Says that an unpack stripped setuid or setgid bits, which dpkg would have kept.
+fn setid_note(package: &str, stripped: u64) -> String {
+    format!(
+        "{package}: setuid/setgid bits stripped from {stripped} entries on unpack \
+         (pkgbench's policy for untrusted packages; dpkg keeps them)"
+    )
 }
 
 /// apt's download: copies the archive and its control files into the archive cache.

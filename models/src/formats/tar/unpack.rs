@@ -19,6 +19,9 @@ use tar::EntryType;
 
 /// Copy buffer for file data: large enough that a decompressor fills it in few calls.
 const COPY_BUFFER: usize = 256 << 10;
+/// The permission bits an entry may set, and of those the setuid and setgid bits.
+const PERMISSION_BITS: u32 = 0o7777;
+const SETID_BITS: u32 = 0o6000;
 
 /// A failure and the entry it belongs to.
 struct Failure {
@@ -184,7 +187,8 @@ impl<'a> Unpacker<'a> {
             },
             Err(e) => bail!("creating directory: {}", std::io::Error::from(e)),
         };
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+        let mode = self.permission_bits(mode);
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
         self.dirs.remember(path.as_bytes(), fd);
         Ok(())
     }
@@ -216,7 +220,8 @@ impl<'a> Unpacker<'a> {
         let mut file = File::from(fd);
         copy_data(reader, &mut file, head.size, &mut self.buf)?;
         // After the data: a write by a non-root user would clear setuid bits again.
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(head.mode & 0o7777))?;
+        let mode = self.permission_bits(head.mode);
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
         if self.opts.durability != Durability::None {
             start_writeback(file.as_fd());
         }
@@ -227,6 +232,17 @@ impl<'a> Unpacker<'a> {
         self.report.files += 1;
         self.report.bytes += head.size;
         Ok(())
+    }
+
+    /// The mode an entry gets: the archive's permission bits, without setuid and setgid
+    /// unless the caller keeps them (the module doc's policy); stripped entries are counted.
+    fn permission_bits(&mut self, mode: u32) -> u32 {
+        let mode = mode & PERMISSION_BITS;
+        if self.opts.keep_setid || mode & SETID_BITS == 0 {
+            return mode;
+        }
+        self.report.setid_stripped += 1;
+        mode & !SETID_BITS
     }
 
     fn symlink(&mut self, path: &RelPath, target: &[u8]) -> Result<()> {
