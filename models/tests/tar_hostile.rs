@@ -536,6 +536,11 @@ fn existing_files_are_replaced_and_existing_directories_kept() {
                 "stale .dpkg-new removed"
             );
         }
+        let backups: Vec<String> = snapshot(&scratch.dest)
+            .into_keys()
+            .filter(|k| k.ends_with(".pkgbench-old"))
+            .collect();
+        assert!(backups.is_empty(), "{opts:?}: backups left: {backups:?}");
     }
 }
 
@@ -919,6 +924,59 @@ fn failure_mid_archive_rolls_back_everything_this_unpack_created() {
         fs::create_dir(s.dest.join("usr")).unwrap();
         fs::write(s.dest.join("usr/preexisting"), b"old").unwrap();
     });
+}
+
+/// DEST holds files a and b and a symlink l; the archive replaces a and l, adds c, then
+/// turns hostile. Every staging must leave a, b and l as they were and no backup names.
+#[test]
+fn a_failed_unpack_puts_back_the_files_it_replaced() {
+    let prepare = |s: &Scratch| {
+        fs::write(s.dest.join("a"), b"old a").unwrap();
+        fs::write(s.dest.join("b"), b"old b").unwrap();
+        symlink("b", s.dest.join("l")).unwrap();
+    };
+    let replacing = || {
+        RawTar::new()
+            .file("a", b"new a, longer than the old")
+            .symlink("l", "a")
+            .file("c", b"new c")
+    };
+    let hostile = replacing().file("../escape", b"x").end();
+    assert_refused(&hostile, "../escape", prepare);
+    let header = RawTar::header(b"d", EntryType::Regular, b"", 0o644, 100_000);
+    let mut truncated = replacing().end();
+    truncated.truncate(truncated.len() - 1024);
+    truncated.extend_from_slice(header.as_bytes());
+    truncated.extend_from_slice(&[1u8; 5000]);
+    let err = assert_refused(&truncated, "d", prepare);
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn direct_staging_refuses_to_overwrite_a_backup_left_behind() {
+    let bytes = RawTar::new().file("a", b"new").end();
+    for opts in ALL_OPTIONS.iter().filter(|o| o.staging == Staging::Direct) {
+        let scratch = Scratch::new();
+        fs::write(scratch.dest.join("a"), b"old").unwrap();
+        fs::write(scratch.dest.join(".a.pkgbench-old"), b"older").unwrap();
+        let before = snapshot(&scratch.dest);
+        let err = format!("{:#}", scratch.unpack(&bytes, *opts).unwrap_err());
+        assert!(
+            err.contains("entry \"a\"") && err.contains("\".a.pkgbench-old\" is taken"),
+            "{opts:?}: {err}"
+        );
+        assert_eq!(snapshot(&scratch.dest), before, "{opts:?}");
+    }
+}
+
+#[test]
+fn backup_names_in_the_archive_are_refused() {
+    let bytes = RawTar::new()
+        .good_start()
+        .file("good/.x.pkgbench-old", b"x")
+        .end();
+    let err = assert_refused(&bytes, "good/.x.pkgbench-old", no_preparation);
+    assert!(err.contains("reserved for backups"), "{err}");
 }
 
 #[test]

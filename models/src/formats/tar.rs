@@ -26,7 +26,7 @@
 //!   corrupt header (bad checksum or number fields) is refused;
 //! - so that both stagings unpack the same tree, a name listed twice (except a
 //!   directory), a path below a file or symlink of the same archive, and names ending in
-//!   `.dpkg-new` are refused.
+//!   `.dpkg-new` or `.pkgbench-old` (the names staging and backups use) are refused.
 //!
 //! What is already in `dest`: a directory where a directory goes is kept and gets the
 //! archive's mode; a symlink to a directory inside `dest` is kept (merged /usr) and
@@ -40,7 +40,10 @@
 //! - [`Staging::DpkgNew`]: each file, symlink and hard link is created as
 //!   `NAME.dpkg-new` (a stale one removed first); directories are created directly.
 //!   After the whole archive, each staged entry is renamed into place, in archive order.
-//! - [`Staging::Direct`]: each entry is created under its final name.
+//! - [`Staging::Direct`]: each entry is created under its final name. A file or symlink
+//!   it replaces is first renamed to `.NAME.pkgbench-old` in the same directory (refused
+//!   if that name is taken, say by an interrupted unpack), and the backups are removed
+//!   once the whole archive is unpacked (and synced).
 //!
 //! With [`Durability::Native`] (dpkg's default) each file gets `sync_file_range(WRITE)`
 //! right after it is written, and after the archive a writeback barrier
@@ -54,11 +57,13 @@
 //! # Failure
 //! No partial package is left behind: when any entry fails, everything this unpack created
 //! (`.dpkg-new` files, or with `Direct` the entries themselves, and the directories it
-//! made, deepest first) is removed; what existed before is left, except that `Direct`
-//! cannot bring back a file it already replaced. With `DpkgNew` nothing is renamed into
-//! place before every file is written (and, unless `None`, synced); the one remaining
-//! window is the rename loop itself: a crash there, or a failing rename, leaves the
-//! entries renamed so far in place next to the old versions of the rest.
+//! made, deepest first) is removed and, with `Direct`, every file or symlink it replaced
+//! is renamed back from its backup, so the target is as it was. With `DpkgNew` nothing is
+//! renamed into place before every file is written (and, unless `None`, synced); the one
+//! remaining window is the rename loop itself: a crash there, or a failing rename, leaves
+//! the entries renamed so far in place next to the old versions of the rest. With
+//! `Direct`, a crash leaves the new entries and the backups; a failure to remove a backup
+//! after success is reported, naming it, and leaves the new package in place.
 //!
 //! # Ownership, modes, times
 //! Files belong to the user running the unpack (the harness runs as root on package

@@ -1,7 +1,7 @@
 //! Rules about an archive as a whole, decided before anything touches the disk: which
 //! names, link targets and combinations of entries an unpack accepts.
 
-use super::staging::DPKG_NEW;
+use super::staging::{BACKUP_SUFFIX, DPKG_NEW};
 use crate::formats::beneath::{symlink_climbs_out, NameError, RelPath};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
@@ -35,11 +35,15 @@ impl Claims {
     /// Records what an entry makes `path`, refusing what cannot be unpacked the same way
     /// with and without staging: a name listed twice (a directory may be listed again),
     /// a path below a file or symlink of this archive (with staging that file or symlink
-    /// does not exist under its name yet), and names ending in `.dpkg-new`, which staging
-    /// uses for itself.
+    /// does not exist under its name yet), and names ending in `.dpkg-new` or
+    /// `.pkgbench-old`, which staging and the backups of direct staging use for
+    /// themselves (an entry under a backup's name would be removed with the backup).
     pub fn claim(&mut self, path: &RelPath, made: Made) -> Result<()> {
         if path.components().any(|c| c.ends_with(DPKG_NEW)) {
             bail!("names ending in \".dpkg-new\" are reserved for staging");
+        }
+        if path.components().any(|c| c.ends_with(BACKUP_SUFFIX)) {
+            bail!("names ending in \".pkgbench-old\" are reserved for backups");
         }
         for ancestor in path.ancestors() {
             match self.made.get(ancestor) {
@@ -135,6 +139,7 @@ mod tests {
         assert!(claims.claim(&rel("a/x.dpkg-new"), Made::File).is_err());
         assert!(claims.claim(&rel("a.dpkg-new/x"), Made::File).is_err());
         assert!(claims.claim(&rel("a/x.dpkg-newer"), Made::File).is_ok());
+        assert!(claims.claim(&rel("a/.x.pkgbench-old"), Made::File).is_err());
     }
 
     #[test]

@@ -13,9 +13,9 @@ const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// The last directory resolved, by its path relative to the target.
 ///
-/// Keeping it is sound because an unpack removes only the final component of the entry
-/// it is working on, whose parent is the cached directory: a removal can never change
-/// what the cached path resolves to.
+/// Keeping it is sound because an unpack removes or moves aside (direct staging's backup)
+/// only the final component of the entry it is working on, whose parent is the cached
+/// directory: that can never change what the cached path resolves to.
 #[derive(Default)]
 pub(super) struct DirCache {
     key: Vec<u8>,

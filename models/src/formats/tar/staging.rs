@@ -1,5 +1,6 @@
 //! The end of an unpack: syncing and renaming staged entries into place (dpkg's
-//! `tar_deferred_extract`), or undoing everything an unpack created when it fails.
+//! `tar_deferred_extract`), or undoing everything an unpack did when it fails: removing
+//! what it created and, with direct staging, putting back what it moved aside.
 
 use super::dirs::{split, DirCache};
 use super::{Staging, UnpackOptions};
@@ -13,47 +14,118 @@ use std::collections::BTreeSet;
 /// dpkg's staging suffix: the new version of a file waits under this name.
 pub(super) const DPKG_NEW: &[u8] = b".dpkg-new";
 
-/// What an unpack created, in order, so a failure can remove exactly that.
+/// With direct staging, a file or symlink an entry replaces waits under
+/// `.NAME.pkgbench-old` beside it until the unpack has succeeded (then it is removed) or
+/// failed (then it is renamed back).
+pub(super) const BACKUP_SUFFIX: &[u8] = b".pkgbench-old";
+
+/// The name `name` is moved aside to while an unpack replaces it: hidden, and in the same
+/// directory, so moving it aside and back are renames, never copies.
+pub(super) fn backup_name(name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + name.len() + BACKUP_SUFFIX.len());
+    out.push(b'.');
+    out.extend_from_slice(name);
+    out.extend_from_slice(BACKUP_SUFFIX);
+    out
+}
+
+/// One thing an unpack did to the target.
+enum Undo {
+    /// A file, symlink or hard link created under this name.
+    File,
+    Dir,
+    /// What was at this path moved to its backup name.
+    Backup,
+}
+
+/// What an unpack did, in order, so a failure can undo exactly that.
 #[derive(Default)]
 pub(super) struct UndoLog {
-    created: Vec<(Vec<u8>, bool)>,
+    done: Vec<(Vec<u8>, Undo)>,
 }
 
 impl UndoLog {
     /// A file, symlink or hard link under the name it was created with.
     pub fn file(&mut self, rel: &[u8]) {
-        self.created.push((rel.to_vec(), false));
+        self.done.push((rel.to_vec(), Undo::File));
     }
 
     pub fn dir(&mut self, rel: &[u8]) {
-        self.created.push((rel.to_vec(), true));
+        self.done.push((rel.to_vec(), Undo::Dir));
     }
 
-    /// Removes everything recorded, newest first, so directories are empty by the time
-    /// they are reached. Best effort: a directory that is not empty (it holds something
+    /// What was at `rel` now waits under its backup name.
+    pub fn backup(&mut self, rel: &[u8]) {
+        self.done.push((rel.to_vec(), Undo::Backup));
+    }
+
+    /// Undoes everything recorded, newest first: directories are empty by the time they
+    /// are reached, and an entry created over a backup is gone before the backup is
+    /// renamed back. Best effort: a directory that is not empty (it holds something
     /// already renamed into place) stays, and nothing else is touched.
     pub fn rollback(&self, root: &Beneath) {
-        for (rel, is_dir) in self.created.iter().rev() {
+        for (rel, undo) in self.done.iter().rev() {
             let (parent, name) = split(rel);
             let Ok(parent) = root.open_dir(parent) else {
                 continue;
             };
-            let flags = if *is_dir {
-                AtFlags::REMOVEDIR
-            } else {
-                AtFlags::empty()
+            let _ = match undo {
+                Undo::File => rustix::fs::unlinkat(&parent, name, AtFlags::empty()),
+                Undo::Dir => rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR),
+                Undo::Backup => rustix::fs::renameat(&parent, backup_name(name), &parent, name),
             };
-            let _ = rustix::fs::unlinkat(&parent, name, flags);
         }
+    }
+
+    /// After a successful unpack: removes every backup, for good. With `sync`, the
+    /// directories that held them are synced, as `Durability::Full` syncs every change.
+    /// Nothing is rolled back when this fails: the package is complete, and the error
+    /// names the backup left behind.
+    pub fn remove_backups(&self, root: &Beneath, sync: bool) -> Result<(), FinishError> {
+        let mut parents = BTreeSet::new();
+        for (rel, undo) in &self.done {
+            if matches!(undo, Undo::Backup) {
+                remove_backup(root, rel).map_err(|problem| FinishError {
+                    name: rel.clone(),
+                    problem,
+                })?;
+                parents.insert(split(rel).0);
+            }
+        }
+        if sync {
+            for parent in parents {
+                sync_dir(root, parent)?;
+            }
+        }
+        Ok(())
     }
 
     /// Parents of the directories this unpack created.
     fn dir_parents(&self) -> impl Iterator<Item = &[u8]> {
-        self.created
+        self.done
             .iter()
-            .filter(|(_, is_dir)| *is_dir)
+            .filter(|(_, undo)| matches!(undo, Undo::Dir))
             .map(|(rel, _)| split(rel).0)
     }
+}
+
+/// Removes the backup of `rel`, whose replacement is in place.
+fn remove_backup(root: &Beneath, rel: &[u8]) -> Result<(), String> {
+    let (parent, name) = split(rel);
+    let backup = backup_name(name);
+    root.open_dir(parent)
+        .map_err(describe_resolve_error)
+        .and_then(|dir| {
+            rustix::fs::unlinkat(&dir, &backup, AtFlags::empty())
+                .map_err(|e| std::io::Error::from(e).to_string())
+        })
+        .map_err(|e| {
+            format!(
+                "unpacked, but the replaced file's backup {:?} could not be removed and is \
+                 left there: {e}",
+                String::from_utf8_lossy(&backup)
+            )
+        })
 }
 
 /// An entry whose file must be synced or renamed after the whole archive.
@@ -206,26 +278,26 @@ fn sync_dirs(root: &Beneath, undo: &UndoLog, deferred: &[Deferred]) -> Result<()
     let mut parents: BTreeSet<&[u8]> = deferred.iter().map(|e| e.path.parent()).collect();
     parents.extend(undo.dir_parents());
     for parent in parents {
-        let synced = root
-            .open_dir_readable(parent)
-            .map_err(describe_resolve_error)
-            .and_then(|fd| {
-                rustix::fs::fsync(fd.as_fd())
-                    .map_err(|e| format!("fsync: {}", std::io::Error::from(e)))
-            });
-        if let Err(problem) = synced {
-            let name = if parent.is_empty() {
-                b".".to_vec()
-            } else {
-                parent.to_vec()
-            };
-            return Err(FinishError {
-                name,
-                problem: format!("syncing directory: {problem}"),
-            });
-        }
+        sync_dir(root, parent)?;
     }
     Ok(())
+}
+
+/// Syncs directory `rel` ("" for the target) of the target.
+fn sync_dir(root: &Beneath, rel: &[u8]) -> Result<(), FinishError> {
+    root.open_dir_readable(rel)
+        .map_err(describe_resolve_error)
+        .and_then(|fd| {
+            rustix::fs::fsync(fd.as_fd()).map_err(|e| format!("fsync: {}", std::io::Error::from(e)))
+        })
+        .map_err(|problem| FinishError {
+            name: if rel.is_empty() {
+                b".".to_vec()
+            } else {
+                rel.to_vec()
+            },
+            problem: format!("syncing directory: {problem}"),
+        })
 }
 
 fn failed(entry: &Deferred, e: anyhow::Error) -> FinishError {

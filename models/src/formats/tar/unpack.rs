@@ -4,13 +4,13 @@
 use super::claims::{check_symlink_target, hard_link_target, Claims, Made};
 use super::dirs::{open_dir_nofollow, DirCache};
 use super::read::{At, Head, ReadError, TarReader};
-use super::staging::{self, created_name, start_writeback, Deferred, UndoLog};
+use super::staging::{self, backup_name, created_name, start_writeback, Deferred, UndoLog};
 use super::{Staging, UnpackOptions, UnpackReport};
 use crate::formats::beneath::{describe_resolve_error, Beneath, RelPath};
 use crate::Durability;
 use anyhow::{anyhow, bail, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -52,6 +52,13 @@ impl Failure {
     }
 }
 
+fn finish_failure(e: staging::FinishError) -> Failure {
+    Failure {
+        at: At::Entry(e.name),
+        problem: e.problem,
+    }
+}
+
 impl From<ReadError> for Failure {
     fn from(e: ReadError) -> Self {
         Failure {
@@ -80,7 +87,14 @@ pub(super) fn unpack(
         .run(&mut TarReader::new(input))
         .and_then(|()| unpacker.finish());
     match result {
-        Ok(()) => Ok(unpacker.report),
+        Ok(()) => {
+            let sync = opts.durability == Durability::Full;
+            unpacker
+                .undo
+                .remove_backups(&root, sync)
+                .map_err(|e| finish_failure(e).into_error(archive))?;
+            Ok(unpacker.report)
+        }
         Err(failure) => {
             unpacker.undo.rollback(&root);
             Err(failure.into_error(archive))
@@ -131,10 +145,7 @@ impl<'a> Unpacker<'a> {
             &self.deferred,
             self.opts,
         )
-        .map_err(|e| Failure {
-            at: At::Entry(e.name),
-            problem: e.problem,
-        })
+        .map_err(finish_failure)
     }
 
     fn entry(&mut self, head: &Head, reader: &mut TarReader<impl Read>) -> Result<()> {
@@ -203,12 +214,14 @@ impl<'a> Unpacker<'a> {
         let staging = self.opts.staging;
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(
+        if clear_the_way(
             parent,
             path.file_name(),
             staging,
             self.opts.refuse_overwrite,
-        )?;
+        )? {
+            self.undo.backup(path.as_bytes());
+        }
         let fd = rustix::fs::openat(
             parent,
             &name,
@@ -251,12 +264,14 @@ impl<'a> Unpacker<'a> {
         let staging = self.opts.staging;
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(
+        if clear_the_way(
             parent,
             path.file_name(),
             staging,
             self.opts.refuse_overwrite,
-        )?;
+        )? {
+            self.undo.backup(path.as_bytes());
+        }
         rustix::fs::symlinkat(target, parent, &name)
             .map_err(|e| anyhow!("creating symlink: {}", std::io::Error::from(e)))?;
         self.undo.file(&with_name(path, &name));
@@ -286,12 +301,14 @@ impl<'a> Unpacker<'a> {
         let target_name = created_name(target.file_name(), staging);
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        clear_the_way(
+        if clear_the_way(
             parent,
             path.file_name(),
             staging,
             self.opts.refuse_overwrite,
-        )?;
+        )? {
+            self.undo.backup(path.as_bytes());
+        }
         rustix::fs::linkat(&target_dir, &target_name, parent, &name, AtFlags::empty())
             .map_err(|e| anyhow!("creating hard link: {}", std::io::Error::from(e)))?;
         self.undo.file(&with_name(path, &name));
@@ -327,45 +344,57 @@ fn existing_dir(root: &Beneath, parent: BorrowedFd, path: &RelPath) -> Result<Ex
 }
 
 /// Prepares to create `name` in `parent`: a directory there is an error (a file never
-/// replaces a directory). Without staging, an existing file or symlink is removed (dpkg
-/// replaces it, by rename); with staging it stays until the rename replaces it, and only a
-/// stale `NAME.dpkg-new` from an interrupted unpack is removed. With `refuse_overwrite`,
-/// any existing file or symlink is refused instead (dpkg's "trying to overwrite").
+/// replaces a directory). Without staging, an existing file or symlink is moved aside to
+/// its backup name, so that a failure can put it back; returns true then. With staging it
+/// stays until the rename replaces it, and only a stale `NAME.dpkg-new` from an
+/// interrupted unpack is removed. With `refuse_overwrite`, any existing file or symlink
+/// is refused instead (dpkg's "trying to overwrite").
 fn clear_the_way(
     parent: BorrowedFd,
     name: &[u8],
     staging: Staging,
     refuse_overwrite: bool,
-) -> Result<()> {
-    const DIR_IN_THE_WAY: &str = "a directory is where this entry goes";
-    if refuse_overwrite {
-        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) != FileType::Directory => {
-                bail!("trying to overwrite a file another package installed")
-            }
-            Ok(_) | Err(Errno::NOENT) => {}
-            Err(e) => bail!("looking at what is in the way: {}", std::io::Error::from(e)),
+) -> Result<bool> {
+    let in_the_way = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+            bail!("a directory is where this entry goes")
         }
+        Ok(_) => true,
+        Err(Errno::NOENT) => false,
+        Err(e) => bail!("looking at what is in the way: {}", std::io::Error::from(e)),
+    };
+    if in_the_way && refuse_overwrite {
+        bail!("trying to overwrite a file another package installed")
     }
     match staging {
-        Staging::Direct => match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(Errno::ISDIR) => bail!(DIR_IN_THE_WAY),
-            Err(e) => bail!("removing what is in the way: {}", std::io::Error::from(e)),
-        },
+        Staging::Direct if in_the_way => move_aside(parent, name),
+        Staging::Direct => Ok(false),
         Staging::DpkgNew => {
-            match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
-                    bail!(DIR_IN_THE_WAY)
-                }
-                Ok(_) | Err(Errno::NOENT) => {}
-                Err(e) => bail!("looking at what is in the way: {}", std::io::Error::from(e)),
-            }
             match rustix::fs::unlinkat(parent, created_name(name, staging), AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Ok(()) | Err(Errno::NOENT) => Ok(false),
                 Err(e) => bail!("removing a stale .dpkg-new: {}", std::io::Error::from(e)),
             }
         }
+    }
+}
+
+/// Renames the file or symlink `name` to its backup name in the same directory, never
+/// over an existing backup (one left by an interrupted unpack is refused, not lost).
+/// Returns false when `name` vanished meanwhile: there is nothing to put back.
+fn move_aside(parent: BorrowedFd, name: &[u8]) -> Result<bool> {
+    let backup = backup_name(name);
+    match rustix::fs::renameat_with(parent, name, parent, &backup, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(Errno::EXIST) => bail!(
+            "the backup name {:?} is taken (left by an interrupted unpack?); remove it first",
+            String::from_utf8_lossy(&backup)
+        ),
+        Err(e) => bail!(
+            "moving what is in the way aside to {:?}: {}",
+            String::from_utf8_lossy(&backup),
+            std::io::Error::from(e)
+        ),
     }
 }
 
