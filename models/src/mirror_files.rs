@@ -9,8 +9,9 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Copies the image into the image directory: under a temporary name, synced unless
-/// durability is `none`, then renamed: a mount or a
-/// daemon must never open a torn image.
+/// durability is `none`, then renamed: a mount or a daemon must never open a torn image.
+/// When any step fails (a full disk), the temporary file is removed: a partial image
+/// is never left behind.
 pub fn fetch_image(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBuf> {
     let rel = art
         .files
@@ -22,17 +23,27 @@ pub fn fetch_image(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBu
     let src = ctx.mirror.join(rel);
     let dst = images.join(name);
     let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
-    fs::copy(&src, &tmp).with_context(|| format!("fetching {}", src.display()))?;
-    if ctx.durability != Durability::None {
-        File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", tmp.display()))?;
+    if let Err(e) = copy_into_place(&src, &tmp, &dst, ctx.durability) {
+        // Best effort: the error that matters is the one being returned.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, &dst).with_context(|| format!("renaming {}", dst.display()))?;
     if ctx.durability == Durability::Full {
         sync_dir(images)?;
     }
     Ok(dst)
+}
+
+/// `src` copied to `tmp`, synced (unless durability is `none`) and renamed to `dst`.
+fn copy_into_place(src: &Path, tmp: &Path, dst: &Path, durability: Durability) -> Result<()> {
+    fs::copy(src, tmp)
+        .with_context(|| format!("fetching {} into {}", src.display(), tmp.display()))?;
+    if durability != Durability::None {
+        File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+    }
+    fs::rename(tmp, dst).with_context(|| format!("renaming {}", dst.display()))
 }
 
 /// Syncs a directory, so the renames into it are durable.
