@@ -3,13 +3,15 @@
 //! model: the install fails with an error saying "No space left on device" and naming the
 //! path it was writing; no partial package is visible (`hooks`: none of the failing
 //! package's files under its final name in the root, and no `.dpkg-new` left; `nar`: no
-//! store path or `.tmp` of it, and it is not registered; `overlay`: no image of it under
-//! its final name, nothing mounted, no loop device); and the package installed before it
-//! is intact. Needs root: the tmpfs is mounted in a private mount namespace (the test
-//! binary re-executed under `unshare --mount --propagation private`, as overlay_model.rs
-//! does), so it cannot outlive the test.
+//! store path or `.tmp` of it, and it is not registered; `overlay`: no image of it, final
+//! or `.tmp`, nothing mounted, no loop device; `fuse`: no image of it, final or `.tmp`,
+//! none of its files in the union view, and nothing mounted after teardown); and
+//! the package installed before it is intact. Needs root: the tmpfs is mounted in a
+//! private mount namespace (the test binary re-executed under `unshare --mount
+//! --propagation private`, as overlay_model.rs does), so it cannot outlive the test.
 
 use harness::testing::{in_private_mount_namespace, require_root};
+use models::fuse::FuseModel;
 use models::hooks::HooksModel;
 use models::nar::db::StoreDb;
 use models::nar::NarModel;
@@ -196,6 +198,39 @@ fn root_nar_disk_full_names_the_path_and_leaves_no_store_path_without_registrati
     });
 }
 
+/// The file name of the image of `art` (the first file of its artifact).
+fn image_name(art: &Artifact) -> String {
+    art.files[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The error says it was fetching the image of `art`, and where to: the image directory
+/// in `target` that ran out of space.
+fn assert_names_the_image_being_written(err: &str, target: &Path, art: &Artifact) {
+    let images = target.join("images");
+    assert!(
+        err.contains("fetching")
+            && err.contains(&image_name(art))
+            && err.contains(&*images.to_string_lossy()),
+        "{err}"
+    );
+}
+
+/// Nothing but the test's own tmpfs is mounted below `work`.
+fn assert_nothing_mounted_below(work: &Path) {
+    let prefix = work.to_string_lossy().into_owned();
+    let mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&prefix) && !l.starts_with("tmpfs "))
+        .map(str::to_string)
+        .collect();
+    assert!(mounts.is_empty(), "{mounts:?}");
+}
+
 fn loop_backing_files() -> Vec<String> {
     let mut out = Vec::new();
     for entry in fs::read_dir("/sys/block").unwrap().flatten() {
@@ -216,23 +251,16 @@ fn root_overlay_disk_full_names_the_path_and_leaves_no_image_mount_or_loop_devic
         let work = tempfile::tempdir().unwrap();
         let mut model = OverlayModel::new();
         let (err, target, set) = install_on_tiny_tmpfs(&mut model, work.path(), true);
-        assert!(err.contains("fetching") && err.contains("huge"), "{err}");
+        assert_names_the_image_being_written(&err, &target, &set[1]);
         model.teardown().unwrap();
         let images = tree(&target.join("images"));
-        let huge_image = set[1].files[0]
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        assert!(!images.contains(&huge_image), "{images:?}");
+        assert!(!images.contains(&image_name(&set[1])), "{images:?}");
+        assert!(
+            !images.iter().any(|name| name.ends_with(".tmp")),
+            "a partial image is left: {images:?}"
+        );
+        assert_nothing_mounted_below(work.path());
         let prefix = work.path().to_string_lossy().into_owned();
-        let mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&prefix) && !l.starts_with("tmpfs "))
-            .map(str::to_string)
-            .collect();
-        assert!(mounts.is_empty(), "{mounts:?}");
         let start = Instant::now();
         while loop_backing_files().iter().any(|f| f.starts_with(&prefix)) {
             assert!(
@@ -241,5 +269,40 @@ fn root_overlay_disk_full_names_the_path_and_leaves_no_image_mount_or_loop_devic
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    });
+}
+
+#[test]
+fn root_fuse_disk_full_names_the_path_and_leaves_no_image_in_the_union_or_mount() {
+    let test = "root_fuse_disk_full_names_the_path_and_leaves_no_image_in_the_union_or_mount";
+    if !require_root(test) {
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let mut model = FuseModel::new();
+        // Random bytes: the image is as large as its contents, so fetching it fills the disk.
+        let (err, target, set) = install_on_tiny_tmpfs(&mut model, work.path(), true);
+        assert_names_the_image_being_written(&err, &target, &set[1]);
+        let huge_image = image_name(&set[1]);
+        // The daemon still serves what was installed before the failure, and only that.
+        let union = model.view().root;
+        assert_eq!(
+            fs::read_to_string(union.join("usr/share/small/readme")).unwrap(),
+            "fits\n"
+        );
+        assert!(
+            !union.join("usr/share/huge").exists(),
+            "huge is in the union"
+        );
+        let images = tree(&target.join("images"));
+        assert!(!images.contains(&huge_image), "{images:?}");
+        assert!(
+            !images.iter().any(|name| name.ends_with(".tmp")),
+            "a partial image is left: {images:?}"
+        );
+        assert!(images.contains(&image_name(&set[0])), "{images:?}");
+        model.teardown().unwrap();
+        assert_nothing_mounted_below(work.path());
     });
 }
