@@ -33,6 +33,17 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `harness pack --format tar SRC ARCHIVE`, which must succeed.
+fn pack_tar(src: &Path, archive: &Path) {
+    let st = harness()
+        .args(["pack", "--format", "tar"])
+        .arg(src)
+        .arg(archive)
+        .status()
+        .unwrap();
+    assert!(st.success(), "harness pack --format tar {}", src.display());
+}
+
 #[test]
 fn pack_then_unpack_round_trips() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,13 +52,7 @@ fn pack_then_unpack_round_trips() {
     fs::write(src.join("usr/bin/tool"), b"tool").unwrap();
     std::os::unix::fs::symlink("tool", src.join("usr/bin/alias")).unwrap();
     let archive = dir.path().join("pkg.tar");
-    let st = harness()
-        .args(["pack", "--format", "tar"])
-        .arg(&src)
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    pack_tar(&src, &archive);
     let dest = dir.path().join("dest");
     let st = harness()
         .args(["unpack", "--format", "tar"])
@@ -97,13 +102,7 @@ fn unpack_strips_setuid_bits_unless_keep_setid() {
     fs::write(src.join("usr/bin/su"), b"su").unwrap();
     fs::set_permissions(src.join("usr/bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
     let archive = dir.path().join("pkg.tar");
-    let st = harness()
-        .args(["pack", "--format", "tar"])
-        .arg(&src)
-        .arg(&archive)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    pack_tar(&src, &archive);
     for (flags, mode, said) in [
         (&[][..], 0o755, "setuid/setgid bits stripped from 1 of them"),
         (&["--keep-setid"][..], 0o4755, ""),
