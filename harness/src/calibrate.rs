@@ -141,6 +141,12 @@ pub fn fractions(
                 out.push(("fraction_of_seq_read".into(), rate / limit));
             }
         }
+        // From memory: no storage limit bounds it, so a rate without a fraction.
+        "warm-read" => {
+            if let Some(bytes) = metrics.get("read_bytes") {
+                out.push(("read_bytes_per_s".into(), bytes / secs));
+            }
+        }
         _ => {}
     }
     out
