@@ -186,6 +186,13 @@ fn root_fuse_bench_reads_and_knobs() {
                 },
             ),
             (
+                "fuse OPEN requests (no zero-message open)",
+                FuseOptions {
+                    zero_message_open: false,
+                    ..all
+                },
+            ),
+            (
                 "fuse readahead 128 KiB",
                 FuseOptions {
                     max_readahead: 128 * 1024,

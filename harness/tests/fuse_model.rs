@@ -325,6 +325,9 @@ fn root_fuse_two_packages_providing_a_path_merge_directories_and_the_first_wins(
         assert!(view.join("y").is_dir());
         // Each package alone still shows its own version.
         let ro = model.mountpoint().unwrap().to_path_buf();
+        // Opens are the kernel's (zero-message open): a write is still refused.
+        let write = fs::OpenOptions::new().write(true).open(view.join("etc/conf"));
+        assert_eq!(write.unwrap_err().raw_os_error(), Some(libc::EROFS));
         // Package content never grants privileges: the mount is nosuid and nodev.
         let mounts = mounts_under("/proc/self/mounts", &ro);
         assert_eq!(mounts.len(), 1, "{mounts:?}");
