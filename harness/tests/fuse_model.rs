@@ -326,7 +326,9 @@ fn root_fuse_two_packages_providing_a_path_merge_directories_and_the_first_wins(
         // Each package alone still shows its own version.
         let ro = model.mountpoint().unwrap().to_path_buf();
         // Opens are the kernel's (zero-message open): a write is still refused.
-        let write = fs::OpenOptions::new().write(true).open(view.join("etc/conf"));
+        let write = fs::OpenOptions::new()
+            .write(true)
+            .open(view.join("etc/conf"));
         assert_eq!(write.unwrap_err().raw_os_error(), Some(libc::EROFS));
         // Package content never grants privileges: the mount is nosuid and nodev.
         let mounts = mounts_under("/proc/self/mounts", &ro);
@@ -479,6 +481,20 @@ fn root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill()
         Vec::<String>::new(),
         "after a normal exit"
     );
+    // The daemon is a process of its own: its memory is measured as the model's service
+    // process in every sample, and its settings are in the notes.
+    let results: serde_json::Value =
+        serde_json::from_slice(&fs::read(work.path().join("out/results.json")).unwrap()).unwrap();
+    let fuse = &results["models"][0];
+    assert_eq!(fuse["name"], "fuse");
+    for workload in ["install", "cold-read", "warm-read", "many-file"] {
+        let peak = fuse["workloads"][workload]["metrics"]["service_peak_rss_bytes"]["median"]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(peak > 1e6, "{workload}: daemon peak memory {peak}");
+    }
+    let notes = fuse["notes"].to_string();
+    assert!(notes.contains("daemon settings: threads=4"), "{notes}");
 
     let mut killed_mounted = false;
     for attempt in 0..5 {
