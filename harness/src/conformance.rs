@@ -90,3 +90,81 @@ pub fn run_conformance(
     model.teardown().context("teardown")?;
     outcome
 }
+
+/// The digest of the union of `trees`: what a view of exactly these packages holds.
+pub fn digest_of_trees(trees: &[models::PackageTree]) -> Result<TreeDigest> {
+    let mut union = TreeDigest::default();
+    for tree in trees {
+        union.merge_package(digest_view(&ViewSpec::plain(&tree.root))?, &tree.name)?;
+    }
+    Ok(union)
+}
+
+/// The upgrade conformance every model that models an upgrade passes: pack `old` and
+/// `new` (new versions of some of `old`'s packages) into a fresh mirror, install `old`,
+/// require its digest, upgrade to `new`, require the digest of `old` with `new` in
+/// place of the packages it upgrades, read through the view, and tear down. Returns the
+/// upgrade's phase times.
+pub fn run_upgrade_conformance(
+    model: &mut dyn models::Model,
+    old: &[models::PackageTree],
+    new: &[models::PackageTree],
+    work: &std::path::Path,
+) -> Result<models::PhaseTimes> {
+    use anyhow::{bail, Context};
+    let mirror = work.join("mirror");
+    let target = work.join("target");
+    std::fs::create_dir_all(&mirror)?;
+    std::fs::create_dir_all(&target)?;
+    let pack = |trees: &[models::PackageTree], model: &dyn models::Model| {
+        trees
+            .iter()
+            .map(|tree| model.pack(tree, &mirror))
+            .collect::<Result<Vec<_>>>()
+            .context("pack")
+    };
+    let installed = pack(old, model)?;
+    let to = pack(new, model)?;
+    let after: Vec<models::PackageTree> = old
+        .iter()
+        .map(|o| new.iter().find(|n| n.name == o.name).unwrap_or(o).clone())
+        .collect();
+    let (before_digest, after_digest) = (digest_of_trees(old)?, digest_of_trees(&after)?);
+    let ctx = models::RunCtx {
+        target,
+        mirror,
+        durability: models::Durability::Native,
+        jobs: 4,
+    };
+    let outcome = (|| {
+        model.install(&installed, &ctx).context("install")?;
+        let check = check_view(&model.view(), &before_digest)?;
+        if !check.matches {
+            bail!(
+                "model {}: view differs before the upgrade: {}",
+                model.name(),
+                check.differences.join("; ")
+            );
+        }
+        let times = model.upgrade(&installed, &to, &ctx).context("upgrade")?;
+        let view = model.view();
+        let check = check_view(&view, &after_digest)?;
+        if !check.matches {
+            bail!(
+                "model {}: view differs after the upgrade: {}",
+                model.name(),
+                check.differences.join("; ")
+            );
+        }
+        let many = workloads::reads::many_file(&view_spec(&view), &workloads::reads::miss_list())?;
+        if many.entries as usize != after_digest.entries.len() {
+            bail!(
+                "model {}: many-file saw {many:?} after the upgrade",
+                model.name()
+            );
+        }
+        Ok(times)
+    })();
+    model.teardown().context("teardown")?;
+    outcome
+}

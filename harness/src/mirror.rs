@@ -28,8 +28,12 @@ const INDEX: &str = "index.json";
 
 /// The corpus's packages as every model receives them.
 pub fn package_trees(corpus: &workloads::corpus::Corpus) -> Vec<PackageTree> {
-    corpus
-        .packages
+    trees_of(&corpus.packages)
+}
+
+/// The package trees of corpus packages (a corpus's, or a point release's new versions).
+pub fn trees_of(packages: &[workloads::corpus::CorpusPackage]) -> Vec<PackageTree> {
+    packages
         .iter()
         .map(|p| PackageTree {
             name: p.name.clone(),

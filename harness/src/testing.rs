@@ -61,3 +61,20 @@ pub fn in_private_mount_namespace(test: &str, body: impl FnOnce()) {
         "{test} did not finish in its private mount namespace"
     );
 }
+
+/// The packages of corpus `name` (opened under `work`) and the new versions its point
+/// release brings (`workloads::corpus::upgrade`): the input of
+/// `conformance::run_upgrade_conformance`.
+pub fn upgrade_fixture(
+    name: &str,
+    work: &std::path::Path,
+) -> (Vec<models::PackageTree>, Vec<models::PackageTree>) {
+    let corpus = workloads::corpus::open(name, &work.join("corpora"), &|_, _| {})
+        .expect("opening the corpus");
+    let release =
+        workloads::corpus::upgrade::point_release(&corpus).expect("building the point release");
+    (
+        crate::mirror::package_trees(&corpus),
+        crate::mirror::trees_of(&release.packages),
+    )
+}

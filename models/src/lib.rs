@@ -130,6 +130,19 @@ pub struct View {
     pub excluded: Vec<PathBuf>,
 }
 
+/// The error of a model that does not model an upgrade (the reference runs): the
+/// harness skips the workload for it rather than failing the model.
+#[derive(Debug, Clone, Copy)]
+pub struct UpgradeUnsupported(pub &'static str);
+
+impl std::fmt::Display for UpgradeUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} does not model an upgrade", self.0)
+    }
+}
+
+impl std::error::Error for UpgradeUnsupported {}
+
 /// A packaging model. See the crate doc and DESIGN.md.
 pub trait Model: Send {
     fn name(&self) -> &'static str;
@@ -141,7 +154,23 @@ pub trait Model: Send {
     /// Installs `set` into `ctx.target`, which is empty. Timed by the caller as a whole;
     /// returns the time of each phase.
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes>;
-    /// The view of the last install.
+    /// Upgrades what the last install put in place: every artifact of `to` is a new
+    /// version of the installed package of the same name and replaces it (its files may
+    /// change, appear and vanish); every other package of `installed` (the whole set the
+    /// install got, in its order) stays. `to` is in install order (dependencies first).
+    /// Afterwards `view()` shows the new set; the target is the install's. Timed by the
+    /// caller as a whole; returns the time of each phase. Models that do not model an
+    /// upgrade say so, and the workload is skipped for them with that reason.
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let _ = (installed, to, ctx);
+        Err(anyhow::Error::new(UpgradeUnsupported(self.name())))
+    }
+    /// The view of the last install (or upgrade).
     fn view(&self) -> View;
     /// Empties caches the model keeps itself (a daemon's), before cold samples.
     fn reset_caches(&mut self) -> Result<()>;

@@ -20,6 +20,7 @@ mod rng;
 pub mod script;
 mod source;
 pub mod synthetic;
+pub mod upgrade;
 
 use crate::manifest::{Manifest, Package};
 use crate::view::{Entry, TreeDigest};
