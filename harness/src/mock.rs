@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What the mock saw, in order: "install(empty)", "reset", "teardown".
+/// What the mock saw, in order: "install(empty)", "reset", "upgrade(N)", "teardown".
 pub type MockLog = Arc<Mutex<Vec<String>>>;
 
 #[derive(Default)]
@@ -21,6 +21,8 @@ pub struct MockModel {
     pub drop_path: Option<PathBuf>,
     /// Time the install takes on top of copying: a known timing.
     pub install_delay: Duration,
+    /// When set, `upgrade` answers that the model does not model one.
+    pub no_upgrade: bool,
     pub log: MockLog,
 }
 
@@ -43,7 +45,7 @@ impl Model for MockModel {
         1
     }
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
-        let rel = PathBuf::from(&pkg.name);
+        let rel = PathBuf::from(format!("{}_{}", pkg.name, pkg.version));
         copy_tree(&pkg.root, &mirror.join(&rel))?;
         Ok(Artifact {
             package: pkg.name.clone(),
@@ -68,6 +70,26 @@ impl Model for MockModel {
         if let Some(p) = &self.drop_path {
             fs::remove_file(root.join(p))
                 .with_context(|| format!("tampering with {}", p.display()))?;
+        }
+        self.root = Some(root);
+        Ok(times)
+    }
+    /// Copies the new set into a fresh view: each installed package, or its new version.
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        if self.no_upgrade {
+            return Err(models::UpgradeUnsupported("mock").into());
+        }
+        self.note(format!("upgrade({})", to.len()));
+        let root = ctx.target.join("view-upgraded");
+        let mut times = PhaseTimes::default();
+        for old in installed {
+            let art = to.iter().find(|n| n.package == old.package).unwrap_or(old);
+            times.time("copy", || copy_tree(&ctx.mirror.join(&art.files[0]), &root))?;
         }
         self.root = Some(root);
         Ok(times)

@@ -29,24 +29,28 @@ pub enum Workload {
     ManyFile,
     /// A real program started chrooted into the view, cold and warm (`workloads::exec`).
     Exec,
+    /// The corpus's point release installed over it (`workloads::corpus::upgrade`).
+    Upgrade,
 }
 
 impl Workload {
     /// What `all` means on replayed corpora, whose generated contents hold no program
     /// that runs.
-    pub const ALL: [Workload; 4] = [
+    pub const ALL: [Workload; 5] = [
         Workload::Install,
         Workload::ColdRead,
         Workload::WarmRead,
         Workload::ManyFile,
+        Workload::Upgrade,
     ];
     /// Every workload by name; `all` adds `exec` on real corpora (`debian:`, `debs:`).
-    pub const KNOWN: [Workload; 5] = [
+    pub const KNOWN: [Workload; 6] = [
         Workload::Install,
         Workload::ColdRead,
         Workload::WarmRead,
         Workload::ManyFile,
         Workload::Exec,
+        Workload::Upgrade,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Workload {
             Workload::WarmRead => "warm-read",
             Workload::ManyFile => "many-file",
             Workload::Exec => "exec",
+            Workload::Upgrade => "upgrade",
         }
     }
 
@@ -74,7 +79,7 @@ impl Workload {
                 Some(w) if !out.contains(w) => out.push(*w),
                 Some(_) => {}
                 None => {
-                    bail!("unknown workload {name:?}: use all, install, cold-read, warm-read, many-file, exec")
+                    bail!("unknown workload {name:?}: use all, install, cold-read, warm-read, many-file, exec, upgrade")
                 }
             }
         }
@@ -123,10 +128,20 @@ pub struct ReadSet<'a> {
     pub exec: std::result::Result<&'a ExecCommand, &'a str>,
 }
 
+/// The point release the `upgrade` workload installs, on the model's mirror.
+pub struct UpgradeSet<'a> {
+    /// The new versions, in install order.
+    pub to: &'a [Artifact],
+    /// What the view must hold after the upgrade.
+    pub expected: &'a TreeDigest,
+}
+
 /// Everything one model's measurement works on.
 pub struct Setup<'a> {
     /// The packed corpus on the model's mirror.
     pub artifacts: &'a [Artifact],
+    /// The point release on the same mirror, when the plan has `upgrade`.
+    pub upgrade: Option<UpgradeSet<'a>>,
     pub mirror: &'a Path,
     /// The directory the model installs into; emptied before every install.
     pub target: &'a Path,
@@ -149,6 +164,7 @@ pub fn run_model(
     let mut notes: Vec<String> = Vec::new();
     let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
     let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
+    let mut upgrade_skipped: Option<String> = None;
     let total = plan.warmup + plan.runs;
     for iteration in 0..total {
         let recorded = iteration >= plan.warmup;
@@ -172,6 +188,10 @@ pub fn run_model(
         let teardown = model.teardown().context("teardown");
         match (outcome, teardown) {
             (Ok(IterationOutcome::Measured(measured)), Ok(())) => {
+                if let Some(reason) = &measured.upgrade_skipped {
+                    upgrade_skipped = Some(reason.clone());
+                }
+                let measured = measured.samples;
                 if recorded {
                     for (workload, metrics) in measured {
                         let per = samples.entry(workload).or_default();
@@ -181,12 +201,20 @@ pub fn run_model(
                     }
                 }
             }
-            (Ok(IterationOutcome::ViewDiffers(check)), _) => {
+            (Ok(IterationOutcome::ViewDiffers(check, stage)), _) => {
                 result.status = Status::Failed;
+                let expected = match stage {
+                    Stage::Install => reads.expected.hex(),
+                    Stage::Upgrade => setup
+                        .upgrade
+                        .as_ref()
+                        .map(|u| u.expected.hex())
+                        .unwrap_or_default(),
+                };
                 result.reason = Some(format!(
-                    "the view differs from the corpus (digest {} instead of {}): no timings are reported",
+                    "the view differs from the corpus{} (digest {} instead of {expected}): no timings are reported",
+                    if stage == Stage::Upgrade { " after the upgrade" } else { "" },
                     check.digest,
-                    reads.expected.hex()
                 ));
                 result.view_digest = Some(check.digest);
                 result.digest_matches = Some(false);
@@ -220,6 +248,19 @@ pub fn run_model(
             result.workloads.insert(workload.name().into(), w);
             continue;
         }
+        if *workload == Workload::Upgrade {
+            let reason = match (&setup.upgrade, &upgrade_skipped) {
+                (None, _) => Some("no point release was prepared".to_string()),
+                (_, Some(reason)) => Some(reason.clone()),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                w.status = Some(Status::Skipped);
+                w.reason = Some(reason);
+                result.workloads.insert(workload.name().into(), w);
+                continue;
+            }
+        }
         w.status = Some(Status::Ok);
         if let Some(metrics) = samples.remove(workload) {
             for (k, v) in metrics {
@@ -233,9 +274,22 @@ pub fn run_model(
     result
 }
 
+/// The samples of one iteration, and why its upgrade was skipped, if it was.
+struct Measured {
+    samples: BTreeMap<Workload, BTreeMap<String, f64>>,
+    upgrade_skipped: Option<String>,
+}
+
+/// Which view was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Install,
+    Upgrade,
+}
+
 enum IterationOutcome {
-    Measured(BTreeMap<Workload, BTreeMap<String, f64>>),
-    ViewDiffers(crate::conformance::ViewCheck),
+    Measured(Measured),
+    ViewDiffers(crate::conformance::ViewCheck, Stage),
 }
 
 fn one_iteration(
@@ -276,7 +330,7 @@ fn one_iteration(
     let check = check_view(&view, reads.expected).context("digesting the view")?;
     events.push(Event::Digest);
     if !check.matches {
-        return Ok(IterationOutcome::ViewDiffers(check));
+        return Ok(IterationOutcome::ViewDiffers(check, Stage::Install));
     }
     let installed = disk_usage(target).context("measuring the installed state")?;
     measured
@@ -328,14 +382,47 @@ fn one_iteration(
         m.insert("read_bytes".into(), counts.bytes_read as f64);
         m.insert("files_read_count".into(), counts.files_read as f64);
     }
-    if !can_drop {
-        return Ok(IterationOutcome::Measured(measured));
+    if can_drop {
+        if let (true, Ok(cmd)) = (plan.workloads.contains(&Workload::Exec), reads.exec) {
+            let m = exec_sample(model, &view, cmd, setup, caches, events, progress)?;
+            measured.insert(Workload::Exec, m);
+        }
     }
-    if let (true, Ok(cmd)) = (plan.workloads.contains(&Workload::Exec), reads.exec) {
-        let m = exec_sample(model, &view, cmd, setup, caches, events, progress)?;
-        measured.insert(Workload::Exec, m);
+    let mut upgrade_skipped = None;
+    if let (true, Some(upgrade)) = (plan.workloads.contains(&Workload::Upgrade), &setup.upgrade) {
+        // Last: it changes the view. From dropped caches, as the install.
+        if can_drop {
+            caches.drop_caches()?;
+            events.push(Event::DropCaches);
+        }
+        progress(Workload::Upgrade.name());
+        let sample = SampleClock::start(&model.service_pids());
+        match model.upgrade(setup.artifacts, upgrade.to, &ctx) {
+            Ok(phases) => {
+                let m = measured.entry(Workload::Upgrade).or_default();
+                sample.stop(m, &model.service_pids());
+                events.push(Event::Sample(Workload::Upgrade));
+                for (phase, d) in &phases.phases {
+                    m.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
+                }
+                progress("checking the upgraded view's digest");
+                let check = check_view(&model.view(), upgrade.expected)
+                    .context("digesting the upgraded view")?;
+                events.push(Event::Digest);
+                if !check.matches {
+                    return Ok(IterationOutcome::ViewDiffers(check, Stage::Upgrade));
+                }
+            }
+            Err(e) => match e.downcast_ref::<models::UpgradeUnsupported>() {
+                Some(unsupported) => upgrade_skipped = Some(unsupported.to_string()),
+                None => return Err(e.context("upgrade")),
+            },
+        }
     }
-    Ok(IterationOutcome::Measured(measured))
+    Ok(IterationOutcome::Measured(Measured {
+        samples: measured,
+        upgrade_skipped,
+    }))
 }
 
 /// One sample of `exec`: the program started cold (caches dropped, the model's reset)

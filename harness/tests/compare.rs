@@ -42,6 +42,7 @@ fn measure(model: &mut dyn Model, dir: &Path) -> ModelResult {
     };
     let setup = Setup {
         artifacts: &artifacts,
+        upgrade: None,
         mirror: &mirror,
         target: &dir.join("target"),
         reads: ReadSet {

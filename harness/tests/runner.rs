@@ -4,7 +4,7 @@
 
 use harness::mock::{FakeCaches, MockLog, MockModel};
 use harness::results::Status;
-use harness::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
+use harness::runner::{run_model, Event, Plan, ReadSet, Setup, UpgradeSet, Workload};
 use models::{Durability, Model, PackageTree};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ struct Fixture {
     base: PathBuf,
     trees: Vec<PackageTree>,
     expected: TreeDigest,
+    /// A new version of `tool` and the view after upgrading to it.
+    upgrade: Vec<PackageTree>,
+    upgraded: TreeDigest,
 }
 
 fn fixture() -> Fixture {
@@ -40,11 +43,24 @@ fn fixture() -> Fixture {
             triggers: vec![],
         });
     }
+    let mut new = trees[1].clone();
+    new.version = "2".into();
+    new.root = base.join("pkgs/tool-2");
+    workloads::corpus::upgrade::new_version(&trees[1].root, &new.root, "tool").unwrap();
+    let mut upgraded = TreeDigest::default();
+    for root in [&trees[0].root, &new.root] {
+        upgraded
+            .merge_package(digest_view(&ViewSpec::plain(root)).unwrap(), "x")
+            .unwrap();
+    }
+    assert_ne!(upgraded, expected, "the new version changes the view");
     Fixture {
         _dir: dir,
         base,
         trees,
         expected,
+        upgrade: vec![new],
+        upgraded,
     }
 }
 
@@ -57,6 +73,11 @@ fn measure(
     fs::create_dir_all(&mirror).unwrap();
     let artifacts: Vec<_> = f
         .trees
+        .iter()
+        .map(|t| model.pack(t, &mirror).unwrap())
+        .collect();
+    let new_versions: Vec<_> = f
+        .upgrade
         .iter()
         .map(|t| model.pack(t, &mirror).unwrap())
         .collect();
@@ -75,6 +96,10 @@ fn measure(
     let mut events = Vec::new();
     let setup = Setup {
         artifacts: &artifacts,
+        upgrade: Some(UpgradeSet {
+            to: &new_versions,
+            expected: &f.upgraded,
+        }),
         mirror: &mirror,
         target: &target,
         reads: ReadSet {
@@ -116,6 +141,9 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         Event::ResetModelCaches,
         Event::Sample(Workload::ManyFile),
         Event::Sample(Workload::WarmRead),
+        Event::DropCaches,
+        Event::Sample(Workload::Upgrade),
+        Event::Digest,
         Event::Teardown,
     ];
     let want: Vec<Event> = std::iter::repeat_n(iteration, 4).flatten().collect();
@@ -136,7 +164,12 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
     );
 
     // Warmup is not recorded: three samples per metric.
-    for w in ["install", "cold-read", "warm-read", "many-file"] {
+    assert_eq!(
+        seen.iter().filter(|s| *s == "upgrade(1)").count(),
+        4,
+        "{seen:?}"
+    );
+    for w in ["install", "cold-read", "warm-read", "many-file", "upgrade"] {
         let wall = &result.workloads[w].metrics["wall_ns"];
         assert_eq!(wall.samples.len(), 3, "{w}");
         assert!(wall.min > 0.0 && wall.min <= wall.median && wall.median <= wall.max);
@@ -162,10 +195,11 @@ fn without_the_privilege_to_drop_caches_cold_samples_are_refused_not_recorded_wa
     let (result, events) = measure(&mut model, &mut caches, &f);
     assert_eq!(result.status, Status::Ok);
     assert!(!events.contains(&Event::DropCaches));
-    // Only warm samples, which need no privilege.
-    assert!(events
-        .iter()
-        .all(|e| !matches!(e, Event::Sample(w) if *w != Workload::WarmRead)));
+    // Only the samples that need no dropped caches: warm-read, and upgrade (timed like
+    // the install, which runs either way).
+    assert!(events.iter().all(
+        |e| !matches!(e, Event::Sample(w) if *w != Workload::WarmRead && *w != Workload::Upgrade)
+    ));
     assert!(events.contains(&Event::Sample(Workload::WarmRead)));
     for w in ["cold-read", "many-file"] {
         let r = &result.workloads[w];
@@ -214,4 +248,23 @@ fn a_model_whose_view_differs_is_refused_and_the_paths_are_named() {
     );
     assert!(!events.iter().any(|e| matches!(e, Event::Sample(_))));
     assert_eq!(events.last(), Some(&Event::Teardown));
+}
+
+#[test]
+fn a_model_that_does_not_model_an_upgrade_has_the_workload_skipped_with_the_reason() {
+    let f = fixture();
+    let mut model = MockModel {
+        no_upgrade: true,
+        ..Default::default()
+    };
+    let (result, _) = measure(&mut model, &mut FakeCaches::default(), &f);
+    assert_eq!(result.status, Status::Ok, "{:?}", result.reason);
+    let upgrade = &result.workloads["upgrade"];
+    assert_eq!(upgrade.status, Some(Status::Skipped));
+    assert!(upgrade.metrics.is_empty());
+    assert_eq!(
+        upgrade.reason.as_deref(),
+        Some("mock does not model an upgrade")
+    );
+    assert_eq!(result.workloads["install"].status, Some(Status::Ok));
 }

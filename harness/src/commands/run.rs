@@ -16,7 +16,7 @@ use crate::results::github_benchmark::to_github_benchmark;
 use crate::results::json::{write_json, write_value};
 use crate::results::table::render_table;
 use crate::results::{CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts};
-use crate::runner::{run_model, Event, Plan, ReadSet, Setup, Workload};
+use crate::runner::{run_model, Event, Plan, ReadSet, Setup, UpgradeSet, Workload};
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
 use models::{catalog, Durability, ModelInfo, ModelOptions, PackageTree};
@@ -110,6 +110,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     };
     let exec = workloads::exec::command_for(&args.corpus);
     let corpus_key = corpus_key(&corpus)?;
+    let release = if plan.workloads.contains(&Workload::Upgrade) {
+        let sp = spinner("point release");
+        sp.set_message("building the new versions the upgrade installs");
+        let release = workloads::corpus::upgrade::point_release(&corpus)
+            .with_context(|| format!("the point release of corpus {}", args.corpus))?;
+        sp.finish_and_clear();
+        Some(release)
+    } else {
+        None
+    };
+    let new_trees = release
+        .as_ref()
+        .map(|r| crate::mirror::trees_of(&r.packages))
+        .unwrap_or_default();
+    let upgrade = release.as_ref().map(|r| UpgradeInput {
+        trees: &new_trees,
+        expected: &r.digest,
+    });
     let bench = Bench {
         corpus: &corpus,
         trees: &trees,
@@ -118,6 +136,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         cold_files: &cold_files,
         misses: &misses,
         exec: &exec,
+        upgrade,
         plan: &plan,
         options: &options,
         calibration: &calibration,
@@ -177,9 +196,18 @@ pub struct Bench<'a> {
     pub misses: &'a [PathBuf],
     /// The `exec` workload's program, or why this corpus has none.
     pub exec: &'a std::result::Result<workloads::exec::ExecCommand, String>,
+    /// The point release, when the plan has `upgrade`.
+    pub upgrade: Option<UpgradeInput<'a>>,
     pub plan: &'a Plan,
     pub options: &'a ModelOptions,
     pub calibration: &'a Calibration,
+}
+
+/// The new versions the `upgrade` workload installs and the view they make.
+#[derive(Clone, Copy)]
+pub struct UpgradeInput<'a> {
+    pub trees: &'a [PackageTree],
+    pub expected: &'a workloads::view::TreeDigest,
 }
 
 /// Step 4 of the lifecycle for one model of the catalog: not available, skipped (with
@@ -208,11 +236,19 @@ pub fn measure_model(
             Some(missing.join("; ")),
         );
     }
-    let pb = bar(&format!("pack {}", info.name), bench.trees.len() as u64);
+    // The point release's packages go on the same mirror (their names carry the new
+    // version), which is then another mirror than the corpus's alone.
+    let mut trees = bench.trees.to_vec();
+    let mut mirror_key = bench.corpus_key.to_string();
+    if let Some(upgrade) = &bench.upgrade {
+        trees.extend_from_slice(upgrade.trees);
+        mirror_key.push_str("+upgrade");
+    }
+    let pb = bar(&format!("pack {}", info.name), trees.len() as u64);
     let mirror = prepare_mirror(
         model.as_ref(),
-        bench.trees,
-        bench.corpus_key,
+        &trees,
+        &mirror_key,
         &bench.work_dir.join("mirrors"),
         &|done, _| pb.set_position(done),
     );
@@ -231,8 +267,14 @@ pub fn measure_model(
     let target = bench.work_dir.join("targets").join(info.name);
     let sp = spinner(info.name);
     let mut events: Vec<Event> = Vec::new();
+    let installed = bench.trees.len().min(mirror.artifacts.len());
+    let (artifacts, new_versions) = mirror.artifacts.split_at(installed);
     let setup = Setup {
-        artifacts: &mirror.artifacts,
+        artifacts,
+        upgrade: bench.upgrade.as_ref().map(|u| UpgradeSet {
+            to: new_versions,
+            expected: u.expected,
+        }),
         mirror: &mirror.dir,
         target: &target,
         reads: ReadSet {

@@ -78,7 +78,11 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
     sp.finish_and_clear();
 
-    let workloads = Workload::ALL.to_vec();
+    // The sweep measures installs and reads per package count; upgrades are a run's.
+    let workloads: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| *w != Workload::Upgrade)
+        .collect();
     let tool = ToolFacts::current();
     let lookup_plan = LookupPlan {
         cold_samples: args.lookup_samples.max(1),
@@ -147,6 +151,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             cold_files: &cold_files,
             misses: &misses,
             exec: &no_exec,
+            upgrade: None,
             plan: &plan,
             options: &options,
             calibration: &calibration,
