@@ -23,6 +23,10 @@
 //! root that has no `/bin/sh` until dash's postinst creates it (the reason `hooks` skips
 //! them there), and real scripts must never run on the host. The install says so in its
 //! notes.
+//!
+//! Upgrade: the same two commands with the new versions' `.deb`s: dpkg's own upgrade
+//! (old prerm, new preinst, files replaced, vanished files removed, old postrm, then new
+//! postinst and triggers), the reference for `hooks`'s upgrade.
 
 use super::run_quiet;
 use crate::mirror_files::artifact_for;
@@ -46,6 +50,45 @@ pub struct DpkgModel {
 }
 
 impl DpkgModel {
+    /// `dpkg` with the target's root and admin directory and the run's durability.
+    fn dpkg(&self, ctx: &RunCtx) -> Command {
+        let mut c = Command::new("dpkg");
+        let mut r = std::ffi::OsString::from("--root=");
+        r.push(ctx.target.join("root"));
+        let mut a = std::ffi::OsString::from("--admindir=");
+        a.push(ctx.target.join("admin"));
+        // --admindir after --root: dpkg's database outside the root (module doc).
+        c.arg(r).arg(a).arg("--force-depends");
+        if ctx.durability == Durability::None {
+            c.arg("--force-unsafe-io");
+        }
+        if !self.real_packages {
+            c.arg("--force-script-chrootless");
+        }
+        c
+    }
+
+    /// One `dpkg --unpack` of `debs` in the order given, then `dpkg --configure -a`.
+    fn unpack_and_configure(&self, debs: &[&Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        let mut times = PhaseTimes::default();
+        let mut unpack = self.dpkg(ctx);
+        unpack.arg("--unpack");
+        for art in debs {
+            let deb = art
+                .files
+                .first()
+                .with_context(|| format!("package {} has no .deb", art.package))?;
+            unpack.arg(ctx.mirror.join(deb));
+        }
+        times.time("unpack", || run_quiet(&mut unpack, "dpkg --unpack"))?;
+        let mut configure = self.dpkg(ctx);
+        configure.args(["--configure", "-a"]);
+        times.time("configure", || {
+            run_quiet(&mut configure, "dpkg --configure -a")
+        })?;
+        Ok(times)
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -148,44 +191,25 @@ impl Model for DpkgModel {
         }
         fs::write(admin.join("status"), "")
             .with_context(|| format!("creating {}/status", admin.display()))?;
-        self.root = Some(root.clone());
-        let dpkg = || {
-            let mut c = Command::new("dpkg");
-            let mut r = std::ffi::OsString::from("--root=");
-            r.push(&root);
-            let mut a = std::ffi::OsString::from("--admindir=");
-            a.push(&admin);
-            // --admindir after --root: dpkg's database outside the root (module doc).
-            c.arg(r).arg(a).arg("--force-depends");
-            if ctx.durability == Durability::None {
-                c.arg("--force-unsafe-io");
-            }
-            c
-        };
-        let chrootless = !self.real_packages;
-        let mut times = PhaseTimes::default();
-        let mut unpack = dpkg();
-        if chrootless {
-            unpack.arg("--force-script-chrootless");
+        self.root = Some(root);
+        let order: Vec<&Artifact> = install_order(set).into_iter().map(|i| &set[i]).collect();
+        self.unpack_and_configure(&order, ctx)
+    }
+
+    /// A real dpkg upgrade: `dpkg --unpack` of the new versions (dpkg runs old prerm,
+    /// new preinst, replaces the files, removes the vanished ones, runs old postrm), then
+    /// `dpkg --configure -a` (new postinst, triggers).
+    fn upgrade(
+        &mut self,
+        _installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        if self.root.is_none() {
+            bail!("ref-dpkg: upgrade before install");
         }
-        unpack.arg("--unpack");
-        for i in install_order(set) {
-            let deb = set[i]
-                .files
-                .first()
-                .with_context(|| format!("package {} has no .deb", set[i].package))?;
-            unpack.arg(ctx.mirror.join(deb));
-        }
-        times.time("unpack", || run_quiet(&mut unpack, "dpkg --unpack"))?;
-        let mut configure = dpkg();
-        if chrootless {
-            configure.arg("--force-script-chrootless");
-        }
-        configure.args(["--configure", "-a"]);
-        times.time("configure", || {
-            run_quiet(&mut configure, "dpkg --configure -a")
-        })?;
-        Ok(times)
+        let order: Vec<&Artifact> = to.iter().collect();
+        self.unpack_and_configure(&order, ctx)
     }
 
     fn view(&self) -> View {
