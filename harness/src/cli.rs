@@ -74,7 +74,7 @@ pub struct RunArgs {
     /// Models to run: all, or a comma-separated list (hooks,nar,fuse,overlay).
     #[arg(long, default_value = "all")]
     pub model: String,
-    /// Workloads: all, or a comma-separated list (install,cold-read,warm-read,many-file,exec).
+    /// Workloads: all, or a comma-separated list (install,cold-read,warm-read,many-file,exec,upgrade).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Corpus: debian-qemu, debian-python3, or NAME:PKG,PKG,... for a subset.
