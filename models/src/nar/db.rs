@@ -79,7 +79,9 @@ pub struct StoreDb {
 }
 
 impl StoreDb {
-    /// Creates the database in `db_dir` (Nix's `nix/var/nix/db`).
+    /// Creates the database in `db_dir` (Nix's `nix/var/nix/db`), or opens the one there
+    /// with the same settings (the schema is created only where missing), as every Nix
+    /// command that writes to the store does.
     pub fn create(db_dir: &Path, durability: Durability) -> Result<StoreDb> {
         fs::create_dir_all(db_dir).with_context(|| format!("creating {}", db_dir.display()))?;
         let file = db_dir.join("db.sqlite");
@@ -152,6 +154,40 @@ impl StoreDb {
         tx.commit().context("committing the registration")
     }
 
+    /// Whether `path` (a full store path) is valid: Nix's `isValidPath`.
+    pub fn is_valid(&self, path: &str) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "select id from ValidPaths where path = ?1",
+                params![path],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                other => Err(other),
+            })
+            .with_context(|| format!("looking up {path}"))?;
+        Ok(found.is_some())
+    }
+
+    /// The references of the valid path `path` (full store paths, sorted): Nix's
+    /// `queryReferences`.
+    pub fn references(&self, path: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "select v.path from Refs r \
+             join ValidPaths v on v.id = r.reference \
+             join ValidPaths p on p.id = r.referrer \
+             where p.path = ?1 order by v.path",
+        )?;
+        let rows = stmt
+            .query_map(params![path], |r| r.get(0))
+            .with_context(|| format!("querying the references of {path}"))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .with_context(|| format!("querying the references of {path}"))
+    }
+
     /// The valid paths, for tests and checks.
     pub fn valid_paths(&self) -> Result<Vec<String>> {
         let mut stmt = self
@@ -200,5 +236,15 @@ mod tests {
             vec!["/nix/store/a", "/nix/store/c", "/nix/store/d"]
         );
         assert_eq!(db.reference_count().unwrap(), 3);
+        assert!(db.is_valid("/nix/store/c").unwrap());
+        assert!(!db.is_valid("/nix/store/missing").unwrap());
+        assert_eq!(
+            db.references("/nix/store/c").unwrap(),
+            vec!["/nix/store/a", "/nix/store/d"]
+        );
+        // Reopened, as an upgrade does: the paths are still there.
+        drop(db);
+        let db = StoreDb::create(dir.path(), Durability::Native).unwrap();
+        assert_eq!(db.valid_paths().unwrap().len(), 3);
     }
 }

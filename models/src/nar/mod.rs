@@ -27,6 +27,7 @@
 //! time of the parallel part divided in proportion to the thread time each phase took.
 
 pub mod db;
+pub mod generations;
 pub mod narinfo;
 pub mod pack;
 pub mod profile;
