@@ -8,8 +8,15 @@
 //! (see `db`), then builds a profile, a tree of symlinks into the store (see `profile`),
 //! which is the view.
 //!
+//! Upgrade (`nix-env --upgrade` / `nix profile upgrade`, see `upgrade`): the new versions
+//! are new store paths, substituted beside the old ones exactly as the install
+//! substitutes; then a new user environment of the whole new set becomes the profile's
+//! next generation (see `generations`), switched to by an atomic rename. Old paths and
+//! the old generation stay (no garbage collection).
+//!
 //! Layout under the target: `nix/store/HASH-NAME` (the store), `nix/var/nix/db/` (the
-//! database), `nix/var/nix/profiles/default -> default-1-link -> STORE/HASH-user-environment`.
+//! database), `nix/var/nix/profiles/default -> default-N-link -> STORE/HASH-user-environment`
+//! (generation 1 after the install, 2 after an upgrade).
 //! Store paths are named after `/nix/store` (their names and the database say
 //! `/nix/store/...`) but lie in the target's store; the profile's links point to where
 //! they really are.
@@ -23,7 +30,8 @@
 //!
 //! Phases: `fetch` (narinfos, and reading the compressed NARs), `restore` (decompressing
 //! and writing the trees), `verify` (hashing and checking NarHash and NarSize), `register`
-//! (the database), `profile`. Substitutions run in parallel, so their phases are the wall
+//! (the database), `profile`; an upgrade adds `switch` (the new generation link and the
+//! profile's rename). Substitutions run in parallel, so their phases are the wall
 //! time of the parallel part divided in proportion to the thread time each phase took.
 
 pub mod db;
@@ -33,10 +41,11 @@ pub mod pack;
 pub mod profile;
 pub mod schedule;
 pub mod substitute;
+mod upgrade;
 
 use crate::formats::nar::{dump_path, make_dirs_writable, remove_restored};
 use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use db::{StoreDb, ValidPath};
 use narinfo::{nix32, store_path_name_for, NarInfo, STORE_DIR};
 use sha2::{Digest, Sha256};
@@ -47,6 +56,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use substitute::{nar_file, substitute, StreamTimes};
+
+/// The profile's name in `nix/var/nix/profiles` (Nix's system-wide default profile).
+pub const PROFILE: &str = "default";
 
 /// Where things live below a target.
 #[derive(Debug, Clone)]
@@ -61,7 +73,7 @@ impl Layout {
     /// into the store.
     pub fn view(&self) -> View {
         View {
-            root: self.profiles.join("default"),
+            root: self.profiles.join(PROFILE),
             internal_roots: vec![self.store.clone()],
             excluded: Vec::new(),
         }
@@ -131,70 +143,32 @@ impl Model for NarModel {
         let mut times = PhaseTimes::default();
 
         let infos = times.time("fetch", || read_narinfos(set, &ctx.mirror))?;
-        let refs = resolve_references(&infos)?;
-        let nar_files = infos
-            .iter()
-            .map(|i| nar_file(&ctx.mirror, i))
-            .collect::<Result<Vec<_>>>()?;
         let db = times.time("register", || {
             StoreDb::create(&layout.db_dir, ctx.durability)
         })?;
-        let db = Mutex::new(db);
-
-        let plan = schedule::Plan::new(&refs);
-        let registered: Vec<AtomicBool> = infos.iter().map(|_| AtomicBool::new(false)).collect();
-        let register_time = Mutex::new(Duration::ZERO);
-        let start = Instant::now();
-        let outcome = schedule::run(
-            &plan,
-            ctx.jobs,
-            &|i| substitute(&infos[i], &nar_files[i], &layout.store, ctx.durability),
-            &|members| {
-                let paths: Vec<ValidPath> = members
-                    .iter()
-                    .map(|&m| valid_path(&infos[m], &refs[m], &infos))
-                    .collect();
-                let mut db = db
-                    .lock()
-                    .map_err(|_| anyhow!("the store database lock is poisoned"))?;
-                // Only the time holding the database counts as registering: waiting for it
-                // is queueing, which the proportional split spreads over every phase.
-                let begin = Instant::now();
-                let result = db.register(&paths);
-                *register_time.lock().unwrap_or_else(|p| p.into_inner()) += begin.elapsed();
-                drop(db);
-                if result.is_ok() {
-                    for &m in members {
-                        registered[m].store(true, Ordering::SeqCst);
-                    }
-                }
-                result
-            },
-        );
-        let wall = start.elapsed();
-        let streams = match outcome {
-            Ok(s) => s,
-            Err(e) => {
-                // Nothing that is not valid may stay: paths of an unregistered group, and
-                // any `.tmp` (a failing stream removes its own).
-                for (info, done) in infos.iter().zip(&registered) {
-                    if !done.load(Ordering::SeqCst) {
-                        let _ = remove_restored(&layout.store.join(&info.store_path));
-                    }
-                }
-                return Err(e);
-            }
-        };
-        let register = register_time
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        attribute_parallel_phases(&mut times, wall, &streams, register);
-
-        let mut db = db.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut db = substitute_paths(&layout, &infos, ctx, db, &mut times)?;
         times.time("profile", || {
             make_profile(&layout, set, &infos, Some(&mut db))
         })?;
         Ok(times)
+    }
+
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let layout = match &self.layout {
+            Some(layout) => layout.clone(),
+            None => {
+                let target = fs::canonicalize(&ctx.target)
+                    .with_context(|| format!("resolving {}", ctx.target.display()))?;
+                Layout::new(&target)
+            }
+        };
+        self.layout = Some(layout.clone());
+        upgrade::upgrade(&layout, installed, to, ctx)
     }
 
     fn view(&self) -> View {
@@ -230,9 +204,75 @@ pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarIn
         .collect()
 }
 
-/// Each path's references as indices into `infos`. A reference outside the set would be
-/// substituted first by Nix; here the set must be closed.
-fn resolve_references(infos: &[NarInfo]) -> Result<Vec<Vec<usize>>> {
+/// Substitutes every path of `infos` into the store, `ctx.jobs` at a time, each once the
+/// paths it references are valid, and registers it in `db` (see `schedule`); adds the
+/// time of each phase to `times`. A reference outside `infos` must be valid already.
+/// On error, no path of `infos` that is not registered is left in the store.
+pub(crate) fn substitute_paths(
+    layout: &Layout,
+    infos: &[NarInfo],
+    ctx: &RunCtx,
+    db: StoreDb,
+    times: &mut PhaseTimes,
+) -> Result<StoreDb> {
+    let refs = resolve_references(infos, &db)?;
+    let nar_files = infos
+        .iter()
+        .map(|i| nar_file(&ctx.mirror, i))
+        .collect::<Result<Vec<_>>>()?;
+    let db = Mutex::new(db);
+    let plan = schedule::Plan::new(&refs);
+    let registered: Vec<AtomicBool> = infos.iter().map(|_| AtomicBool::new(false)).collect();
+    let register_time = Mutex::new(Duration::ZERO);
+    let start = Instant::now();
+    let outcome = schedule::run(
+        &plan,
+        ctx.jobs,
+        &|i| substitute(&infos[i], &nar_files[i], &layout.store, ctx.durability),
+        &|members| {
+            let paths: Vec<ValidPath> = members.iter().map(|&m| valid_path(&infos[m])).collect();
+            let mut db = db
+                .lock()
+                .map_err(|_| anyhow!("the store database lock is poisoned"))?;
+            // Only the time holding the database counts as registering: waiting for it
+            // is queueing, which the proportional split spreads over every phase.
+            let begin = Instant::now();
+            let result = db.register(&paths);
+            *register_time.lock().unwrap_or_else(|p| p.into_inner()) += begin.elapsed();
+            drop(db);
+            if result.is_ok() {
+                for &m in members {
+                    registered[m].store(true, Ordering::SeqCst);
+                }
+            }
+            result
+        },
+    );
+    let wall = start.elapsed();
+    let streams = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing that is not valid may stay: paths of an unregistered group, and
+            // any `.tmp` (a failing stream removes its own).
+            for (info, done) in infos.iter().zip(&registered) {
+                if !done.load(Ordering::SeqCst) {
+                    let _ = remove_restored(&layout.store.join(&info.store_path));
+                }
+            }
+            return Err(e);
+        }
+    };
+    let register = register_time
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    attribute_parallel_phases(times, wall, &streams, register);
+    Ok(db.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Each path's references as indices into `infos`. A reference outside the set must be
+/// valid in `db` (an install's references are all in its set; an upgrade's new versions
+/// refer to the packages that stay); Nix would substitute it first.
+fn resolve_references(infos: &[NarInfo], db: &StoreDb) -> Result<Vec<Vec<usize>>> {
     let by_name: HashMap<&str, usize> = infos
         .iter()
         .enumerate()
@@ -241,27 +281,32 @@ fn resolve_references(infos: &[NarInfo]) -> Result<Vec<Vec<usize>>> {
     infos
         .iter()
         .map(|info| {
-            info.references
-                .iter()
-                .map(|r| {
-                    by_name.get(r.as_str()).copied().with_context(|| {
-                        format!(
-                            "{} references {STORE_DIR}/{r}, which is not in the set",
-                            info.full_path()
-                        )
-                    })
-                })
-                .collect()
+            let mut refs = Vec::new();
+            for r in &info.references {
+                match by_name.get(r.as_str()) {
+                    Some(&i) => refs.push(i),
+                    None if db.is_valid(&format!("{STORE_DIR}/{r}"))? => {}
+                    None => bail!(
+                        "{} references {STORE_DIR}/{r}, which is neither in the set nor valid",
+                        info.full_path()
+                    ),
+                }
+            }
+            Ok(refs)
         })
         .collect()
 }
 
-fn valid_path(info: &NarInfo, refs: &[usize], infos: &[NarInfo]) -> ValidPath {
+fn valid_path(info: &NarInfo) -> ValidPath {
     ValidPath {
         path: info.full_path(),
         nar_hash: info.nar_hash,
         nar_size: info.nar_size,
-        references: refs.iter().map(|&r| infos[r].full_path()).collect(),
+        references: info
+            .references
+            .iter()
+            .map(|r| format!("{STORE_DIR}/{r}"))
+            .collect(),
         ca: Some(format!("fixed:r:sha256:{}", nix32(&info.nar_hash))),
     }
 }
@@ -292,8 +337,9 @@ fn attribute_parallel_phases(
     }
 }
 
-/// Builds the user environment in the store, registers it (when there is a database), and
-/// points the profile at it.
+/// Builds the user environment of `set` (whose store paths `infos` describe) in the
+/// store, registers it (when there is a database), and makes it the profile's first
+/// generation.
 pub(crate) fn make_profile(
     layout: &Layout,
     set: &[Artifact],
@@ -308,40 +354,67 @@ pub(crate) fn make_profile(
             store_path: i.store_path.clone(),
         })
         .collect();
-    let mut bases: Vec<&str> = infos.iter().map(|i| i.store_path.as_str()).collect();
+    let env = build_user_environment(layout, &members, db)?;
+    generations::switch_to_new(&layout.profiles, PROFILE, &env)?;
+    Ok(())
+}
+
+/// Builds the user environment of `members` as a store path, registered in `db` (when
+/// there is one) with every member as a reference; returns where it lies on disk. Its
+/// name follows from the members, so the same set gives the same path, which is reused
+/// when it is valid already (Nix's `buildEnv` derivation is not rebuilt either). On error
+/// nothing of it is left in the store.
+pub(crate) fn build_user_environment(
+    layout: &Layout,
+    members: &[profile::Member],
+    db: Option<&mut StoreDb>,
+) -> Result<PathBuf> {
+    let mut bases: Vec<&str> = members.iter().map(|m| m.store_path.as_str()).collect();
     bases.sort_unstable();
     let base = store_path_name_for(
         &format!("pkgbench-profile:{}", bases.join(":")),
         "user-environment",
     );
+    let full = format!("{STORE_DIR}/{base}");
+    let final_path = layout.store.join(&base);
+    if let Some(db) = &db {
+        if db.is_valid(&full)? {
+            return Ok(final_path);
+        }
+    }
     let tmp = layout.store.join(format!("{base}.tmp"));
-    let built = profile::build_profile(&layout.store, &members, &tmp).and_then(|_| {
+    let mut renamed = false;
+    let built = (|| {
+        profile::build_profile(&layout.store, members, &tmp)?;
         let mut hashing = HashingSink::default();
         let nar_size = dump_path(&tmp, &mut hashing)?;
         let nar_hash: [u8; 32] = hashing.0.finalize().into();
-        let final_path = layout.store.join(&base);
         fs::rename(&tmp, &final_path)
             .with_context(|| format!("renaming {} into place", tmp.display()))?;
+        renamed = true;
         if let Some(db) = db {
             db.register(&[ValidPath {
-                path: format!("{STORE_DIR}/{base}"),
+                path: full.clone(),
                 nar_hash,
                 nar_size,
-                references: infos.iter().map(NarInfo::full_path).collect(),
+                references: members
+                    .iter()
+                    .map(|m| format!("{STORE_DIR}/{}", m.store_path))
+                    .collect(),
                 ca: None,
             }])?;
         }
-        let link = layout.profiles.join("default-1-link");
-        std::os::unix::fs::symlink(&final_path, &link)
-            .with_context(|| format!("creating {}", link.display()))?;
-        let default = layout.profiles.join("default");
-        std::os::unix::fs::symlink("default-1-link", &default)
-            .with_context(|| format!("creating {}", default.display()))
-    });
-    if built.is_err() {
+        Ok(())
+    })();
+    if let Err(e) = built {
         let _ = remove_restored(&tmp);
+        if renamed {
+            // In place but not registered: not a valid path, so it may not stay.
+            let _ = remove_restored(&final_path);
+        }
+        return Err(e);
     }
-    built
+    Ok(final_path)
 }
 
 /// Hashes what is written to it: the profile's NAR hash, as Nix computes it after a build.
