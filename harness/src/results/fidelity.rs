@@ -12,7 +12,7 @@ pub const PAIRS: [(&str, &str); 3] = [
     ("fuse", "ref-squashfuse"),
 ];
 /// Workloads compared, by their `wall_ns` medians.
-pub const WORKLOADS: [&str; 4] = ["install", "cold-read", "warm-read", "many-file"];
+pub const WORKLOADS: [&str; 5] = ["install", "cold-read", "warm-read", "many-file", "upgrade"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FidelityRow {

@@ -76,6 +76,32 @@ fn restore(nar: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Restores every path of `set` into the store, `ctx.jobs` at a time.
+fn restore_all(set: &[Artifact], ctx: &RunCtx, layout: &Layout) -> Result<()> {
+    let infos = read_narinfos(set, &ctx.mirror)?;
+    let next = AtomicUsize::new(0);
+    let work = |infos: &[NarInfo]| -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(info) = infos.get(i) else {
+                return Ok(());
+            };
+            let nar = nar_file(&ctx.mirror, info)?;
+            restore(&nar, &layout.store.join(&info.store_path))?;
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..ctx.jobs.max(1))
+            .map(|_| s.spawn(|| work(&infos)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("a restore thread panicked"))?)
+            .collect::<Result<Vec<()>>>()
+    })?;
+    Ok(())
+}
+
 impl Model for NixStoreModel {
     fn name(&self) -> &'static str {
         "ref-nix"
@@ -107,33 +133,39 @@ impl Model for NixStoreModel {
         }
         self.layout = Some(layout.clone());
         let mut times = PhaseTimes::default();
-        times.time("restore", || -> Result<()> {
-            let infos = read_narinfos(set, &ctx.mirror)?;
-            let next = AtomicUsize::new(0);
-            let work = |infos: &[NarInfo]| -> Result<()> {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(info) = infos.get(i) else {
-                        return Ok(());
-                    };
-                    let nar = nar_file(&ctx.mirror, info)?;
-                    restore(&nar, &layout.store.join(&info.store_path))?;
-                }
-            };
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..ctx.jobs.max(1))
-                    .map(|_| s.spawn(|| work(&infos)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().map_err(|_| anyhow!("a restore thread panicked"))?)
-                    .collect::<Result<Vec<()>>>()
-            })?;
-            Ok(())
-        })?;
+        times.time("restore", || restore_all(set, ctx, &layout))?;
         times.time("profile", || -> Result<()> {
             let infos = read_narinfos(set, &ctx.mirror)?;
             make_profile(&layout, set, &infos, None)
+        })?;
+        Ok(times)
+    }
+
+    /// The new versions restored next to the old ones with nix-store, then a profile of
+    /// the new set as the next generation (the nar model's switch).
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let Some(layout) = self.layout.clone() else {
+            bail!("ref-nix: upgrade before install");
+        };
+        let set: Vec<Artifact> = installed
+            .iter()
+            .map(|old| {
+                to.iter()
+                    .find(|n| n.package == old.package)
+                    .unwrap_or(old)
+                    .clone()
+            })
+            .collect();
+        let mut times = PhaseTimes::default();
+        times.time("restore", || restore_all(to, ctx, &layout))?;
+        times.time("profile", || -> Result<()> {
+            let infos = read_narinfos(&set, &ctx.mirror)?;
+            make_profile(&layout, &set, &infos, None)
         })?;
         Ok(times)
     }
