@@ -33,6 +33,10 @@
 //! entries below go through it; a file or symlink where a file or symlink goes is
 //! replaced; anything where a directory goes, or a directory where a file goes, is an
 //! error. Directories an archive needs but does not list are created with mode 0755.
+//! With [`UnpackOptions::refuse_overwrite`] an existing file or symlink is refused
+//! instead (dpkg's "trying to overwrite"), except, in [`unpack_upgrade`], one that the
+//! package's installed version owns: an upgrade replaces its own files, never another
+//! package's (the error then names the owner).
 //!
 //! Errors read `unpacking ARCHIVE: entry "NAME": PROBLEM`.
 //!
@@ -85,6 +89,7 @@ mod unpack;
 
 use crate::Durability;
 use anyhow::Result;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -110,6 +115,19 @@ pub struct UnpackOptions {
     /// they are cleared on files and directories and counted in
     /// [`UnpackReport::setid_stripped`].
     pub keep_setid: bool,
+}
+
+/// dpkg's file database as an upgrade's unpack consults it: who owns what is already
+/// in the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Owners<'a> {
+    /// The package being unpacked: a file or symlink it owns (its installed version's)
+    /// is replaced even with [`UnpackOptions::refuse_overwrite`].
+    pub package: &'a str,
+    /// Installed paths ("/usr/bin/x", as [`UnpackReport::paths`] lists them) and the
+    /// package that owns each. Files and symlinks have one owner; for a directory that
+    /// several packages list, any of them.
+    pub by_path: &'a HashMap<PathBuf, String>,
 }
 
 /// What an unpack created.
@@ -140,5 +158,17 @@ pub fn unpack(
     dest: &Path,
     opts: UnpackOptions,
 ) -> Result<UnpackReport> {
-    unpack::unpack(archive, input, dest, opts)
+    unpack::unpack(archive, input, dest, opts, None)
+}
+
+/// Unpacks a new version of an installed package over the old one: as [`unpack`], but a
+/// file or symlink that `owners` says the package owns is replaced rather than refused.
+pub fn unpack_upgrade(
+    archive: &Path,
+    input: impl Read,
+    dest: &Path,
+    opts: UnpackOptions,
+    owners: Owners<'_>,
+) -> Result<UnpackReport> {
+    unpack::unpack(archive, input, dest, opts, Some(owners))
 }

@@ -5,7 +5,7 @@ use super::claims::{check_symlink_target, hard_link_target, Claims, Made};
 use super::dirs::{open_dir_nofollow, DirCache};
 use super::read::{At, Head, ReadError, TarReader};
 use super::staging::{self, backup_name, created_name, start_writeback, Deferred, UndoLog};
-use super::{Staging, UnpackOptions, UnpackReport};
+use super::{Owners, Staging, UnpackOptions, UnpackReport};
 use crate::formats::beneath::{describe_resolve_error, Beneath, RelPath};
 use crate::Durability;
 use anyhow::{anyhow, bail, Result};
@@ -73,6 +73,7 @@ pub(super) fn unpack(
     input: impl Read,
     dest: &Path,
     opts: UnpackOptions,
+    owners: Option<Owners<'_>>,
 ) -> Result<UnpackReport> {
     let root = Beneath::open(dest).map_err(|e| {
         anyhow!(
@@ -82,7 +83,7 @@ pub(super) fn unpack(
             std::io::Error::from(e)
         )
     })?;
-    let mut unpacker = Unpacker::new(&root, opts);
+    let mut unpacker = Unpacker::new(&root, opts, owners);
     let result = unpacker
         .run(&mut TarReader::new(input))
         .and_then(|()| unpacker.finish());
@@ -105,6 +106,8 @@ pub(super) fn unpack(
 struct Unpacker<'a> {
     root: &'a Beneath,
     opts: UnpackOptions,
+    /// The file database of an upgrade: what the package may replace.
+    owners: Option<Owners<'a>>,
     dirs: DirCache,
     undo: UndoLog,
     claims: Claims,
@@ -114,10 +117,11 @@ struct Unpacker<'a> {
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(root: &'a Beneath, opts: UnpackOptions) -> Self {
+    fn new(root: &'a Beneath, opts: UnpackOptions, owners: Option<Owners<'a>>) -> Self {
         Unpacker {
             root,
             opts,
+            owners,
             dirs: DirCache::default(),
             undo: UndoLog::default(),
             claims: Claims::default(),
@@ -212,14 +216,10 @@ impl<'a> Unpacker<'a> {
     ) -> Result<()> {
         self.claims.claim(path, Made::File)?;
         let staging = self.opts.staging;
+        let overwrite = self.overwrite(path);
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        if clear_the_way(
-            parent,
-            path.file_name(),
-            staging,
-            self.opts.refuse_overwrite,
-        )? {
+        if clear_the_way(parent, path.file_name(), staging, overwrite)? {
             self.undo.backup(path.as_bytes());
         }
         let fd = rustix::fs::openat(
@@ -247,6 +247,23 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
+    /// Whether a file or symlink already at `path` may be replaced: always without
+    /// `refuse_overwrite`; with it, only when the file database says the package being
+    /// unpacked owns it (an upgrade replacing its own file).
+    fn overwrite(&self, path: &RelPath) -> Overwrite<'a> {
+        if !self.opts.refuse_overwrite {
+            return Overwrite::Replace;
+        }
+        let Some(owners) = self.owners else {
+            return Overwrite::Refuse(None);
+        };
+        match owners.by_path.get(&path.to_listed()) {
+            Some(owner) if owner == owners.package => Overwrite::Replace,
+            Some(owner) => Overwrite::Refuse(Some(owner.as_str())),
+            None => Overwrite::Refuse(None),
+        }
+    }
+
     /// The mode an entry gets: the archive's permission bits, without setuid and setgid
     /// unless the caller keeps them (the module doc's policy); stripped entries are counted.
     fn permission_bits(&mut self, mode: u32) -> u32 {
@@ -262,14 +279,10 @@ impl<'a> Unpacker<'a> {
         check_symlink_target(path, target)?;
         self.claims.claim(path, Made::Symlink)?;
         let staging = self.opts.staging;
+        let overwrite = self.overwrite(path);
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        if clear_the_way(
-            parent,
-            path.file_name(),
-            staging,
-            self.opts.refuse_overwrite,
-        )? {
+        if clear_the_way(parent, path.file_name(), staging, overwrite)? {
             self.undo.backup(path.as_bytes());
         }
         rustix::fs::symlinkat(target, parent, &name)
@@ -294,6 +307,7 @@ impl<'a> Unpacker<'a> {
         }
         self.claims.claim(path, Made::File)?;
         let staging = self.opts.staging;
+        let overwrite = self.overwrite(path);
         let target_dir = self
             .root
             .open_dir(target.parent())
@@ -301,12 +315,7 @@ impl<'a> Unpacker<'a> {
         let target_name = created_name(target.file_name(), staging);
         let parent = self.dirs.get(self.root, &mut self.undo, path.parent())?;
         let name = created_name(path.file_name(), staging);
-        if clear_the_way(
-            parent,
-            path.file_name(),
-            staging,
-            self.opts.refuse_overwrite,
-        )? {
+        if clear_the_way(parent, path.file_name(), staging, overwrite)? {
             self.undo.backup(path.as_bytes());
         }
         rustix::fs::linkat(&target_dir, &target_name, parent, &name, AtFlags::empty())
@@ -318,6 +327,14 @@ impl<'a> Unpacker<'a> {
         });
         Ok(())
     }
+}
+
+/// What may happen to a file or symlink already where an entry goes.
+#[derive(Debug, Clone, Copy)]
+enum Overwrite<'o> {
+    Replace,
+    /// dpkg's "trying to overwrite", with the owning package when the database names one.
+    Refuse(Option<&'o str>),
 }
 
 enum Existing {
@@ -347,13 +364,13 @@ fn existing_dir(root: &Beneath, parent: BorrowedFd, path: &RelPath) -> Result<Ex
 /// replaces a directory). Without staging, an existing file or symlink is moved aside to
 /// its backup name, so that a failure can put it back; returns true then. With staging it
 /// stays until the rename replaces it, and only a stale `NAME.dpkg-new` from an
-/// interrupted unpack is removed. With `refuse_overwrite`, any existing file or symlink
+/// interrupted unpack is removed. With `Overwrite::Refuse`, an existing file or symlink
 /// is refused instead (dpkg's "trying to overwrite").
 fn clear_the_way(
     parent: BorrowedFd,
     name: &[u8],
     staging: Staging,
-    refuse_overwrite: bool,
+    overwrite: Overwrite,
 ) -> Result<bool> {
     let in_the_way = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
@@ -363,8 +380,14 @@ fn clear_the_way(
         Err(Errno::NOENT) => false,
         Err(e) => bail!("looking at what is in the way: {}", std::io::Error::from(e)),
     };
-    if in_the_way && refuse_overwrite {
-        bail!("trying to overwrite a file another package installed")
+    match overwrite {
+        Overwrite::Refuse(Some(owner)) if in_the_way => {
+            bail!("trying to overwrite a file of package {owner}")
+        }
+        Overwrite::Refuse(None) if in_the_way => {
+            bail!("trying to overwrite a file another package installed")
+        }
+        _ => {}
     }
     match staging {
         Staging::Direct if in_the_way => move_aside(parent, name),
