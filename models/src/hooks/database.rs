@@ -1,5 +1,7 @@
-//! dpkg's database as the install touches it: a journal entry per status change, the
-//! file list of each package, and a status checkpoint at the end.
+//! dpkg's database as the install and the upgrade touch it: a journal entry per status
+//! change, the file list of each package, and a status checkpoint at the end. An upgrade
+//! opens the database the install left ([`DpkgDatabase::open`]) and reads the file lists
+//! back, as dpkg loads them before it unpacks.
 //!
 //! dpkg records every state a package passes through (half-installed, unpacked,
 //! half-configured, installed) by writing a file in `updates/` and syncing it, so that a
@@ -34,6 +36,24 @@ impl DpkgDatabase {
             next_update: 0,
             stanzas: Vec::new(),
         })
+    }
+
+    /// Opens the database an earlier run left under `admindir`: its `status` is read
+    /// back, so the next checkpoint keeps every package this run does not touch.
+    pub fn open(admindir: &Path) -> Result<Self> {
+        let mut db = Self::new(admindir)?;
+        let path = admindir.join("status");
+        let status =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
+            let package = stanza
+                .lines()
+                .find_map(|l| l.strip_prefix("Package: "))
+                .with_context(|| format!("{}: a stanza has no Package field", path.display()))?;
+            db.stanzas
+                .push((package.to_string(), format!("{}\n", stanza.trim_end())));
+        }
+        Ok(db)
     }
 
     pub fn info_dir(&self) -> PathBuf {
@@ -75,6 +95,30 @@ impl DpkgDatabase {
         }
         fs::rename(&tmp, &final_path)
             .with_context(|| format!("renaming {} into place", final_path.display()))
+    }
+
+    /// The version the database records for `package` (this run's latest note, or the
+    /// status an earlier run left).
+    pub fn version(&self, package: &str) -> Option<&str> {
+        let (_, stanza) = self.stanzas.iter().find(|(p, _)| p == package)?;
+        stanza.lines().find_map(|l| l.strip_prefix("Version: "))
+    }
+
+    /// Reads `info/PACKAGE.list` back: the paths the installed version owns, in order.
+    pub fn read_file_list(&self, package: &str) -> Result<Vec<PathBuf>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.info_dir().join(format!("{package}.list"));
+        let text = fs::read(&path).with_context(|| {
+            format!(
+                "package {package} is not installed: reading {}",
+                path.display()
+            )
+        })?;
+        Ok(text
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+            .collect())
     }
 
     /// Folds the journal into `status` (synced, renamed into place) and empties `updates/`.
@@ -130,9 +174,32 @@ mod tests {
     fn file_list_has_one_path_a_line() {
         let dir = tempfile::tempdir().unwrap();
         let db = DpkgDatabase::new(dir.path()).unwrap();
-        db.write_file_list("a", &[PathBuf::from("/usr"), PathBuf::from("/usr/x")], true)
-            .unwrap();
+        let paths = [PathBuf::from("/usr"), PathBuf::from("/usr/x")];
+        db.write_file_list("a", &paths, true).unwrap();
         let list = fs::read_to_string(dir.path().join("info/a.list")).unwrap();
         assert_eq!(list, "/usr\n/usr/x\n");
+        assert_eq!(db.read_file_list("a").unwrap(), paths);
+        let err = format!("{:#}", db.read_file_list("b").unwrap_err());
+        assert!(err.starts_with("package b is not installed"), "{err}");
+    }
+
+    #[test]
+    fn reopening_keeps_the_packages_a_run_does_not_touch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = DpkgDatabase::new(dir.path()).unwrap();
+        db.note_status("a", "1", "installed").unwrap();
+        db.note_status("b", "1", "installed").unwrap();
+        db.checkpoint().unwrap();
+        let mut db = DpkgDatabase::open(dir.path()).unwrap();
+        assert_eq!(db.version("b"), Some("1"));
+        db.note_status("b", "2", "installed").unwrap();
+        assert_eq!(db.version("b"), Some("2"));
+        db.checkpoint().unwrap();
+        let status = fs::read_to_string(dir.path().join("status")).unwrap();
+        assert_eq!(
+            status,
+            "Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n\n\
+             Package: b\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2\n\n"
+        );
     }
 }
