@@ -7,6 +7,10 @@
 //! postinst; after all packages the triggers run. The scripts and triggers are why dpkg
 //! cannot install in parallel, and the syncs are why it is durable.
 //!
+//! An upgrade (`upgrade`) is dpkg installing new versions over installed ones, one
+//! package at a time: old prerm, new preinst, unpack over the old files, old postrm,
+//! obsolete files removed (`obsolete`), database, new postinst, then the triggers once.
+//!
 //! Where it differs from dpkg: the data archive is a zstd-compressed tar on its own
 //! (no `ar` container, no control.tar), maintainer scripts run on the host with the root
 //! in `DPKG_ROOT` (see `scripts`), there are no conffiles, diversions or alternatives,
@@ -15,8 +19,10 @@
 //! package that had some says so in [`Model::notes`]).
 
 pub mod database;
+pub mod obsolete;
 pub mod scripts;
 pub mod triggers;
+mod upgrade;
 
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
 use crate::mirror_files::{artifact_for, sha256_and_size};
@@ -35,13 +41,20 @@ const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
 /// zstd level of the data archives: Debian's default for `dpkg-deb -Zzstd`.
 const ARCHIVE_ZSTD_LEVEL: i32 = 3;
 
-/// One step of an install, recorded when tracing is on (tests prove the order with it).
+/// One step of an install or upgrade, recorded when tracing is on (tests prove the order
+/// with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Fetch(String),
     Verify(String),
+    /// The old version's prerm, in an upgrade.
+    Prerm(String),
     Preinst(String),
     Unpack(String),
+    /// The old version's postrm, in an upgrade.
+    Postrm(String),
+    /// An upgrade removing the old version's obsolete paths.
+    Remove(String),
     Postinst(String),
     Triggers,
 }
@@ -49,7 +62,7 @@ pub enum Step {
 /// The dpkg-like model. See the module doc.
 #[derive(Default)]
 pub struct HooksModel {
-    /// Set by `install`: `TARGET/root`, the view.
+    /// Set by `install`: `TARGET/root`, the view (an upgrade keeps it).
     root: Option<PathBuf>,
     /// When `Some`, every step is appended here.
     pub trace: Option<Vec<Step>>,
@@ -59,10 +72,10 @@ pub struct HooksModel {
     /// Real packages: maintainer scripts run chrooted into the root, never on the host
     /// (`scripts`), and what they create is not package content (`view`).
     pub chroot_scripts: bool,
-    /// Scripts of the last install that were skipped or failed in the chroot, and
-    /// packages whose setuid or setgid bits were stripped.
+    /// Scripts of the last install (and upgrade) that were skipped or failed in the
+    /// chroot, and packages whose setuid or setgid bits were stripped.
     notes: Vec<String>,
-    /// Every path the last install's packages own (dpkg's file lists), relative to the root.
+    /// Every path the installed packages own (dpkg's file lists), relative to the root.
     owned: std::collections::HashSet<PathBuf>,
 }
 
@@ -275,6 +288,15 @@ impl Model for HooksModel {
         self.notes = notes.into_inner();
         times.time("database", || db.checkpoint())?;
         Ok(times)
+    }
+
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        self.upgrade_packages(installed, to, ctx)
     }
 
     fn view(&self) -> View {
