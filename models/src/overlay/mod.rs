@@ -22,8 +22,23 @@
 //! a snap in place: a mount set up after a crash must never see a torn image. `none`
 //! skips the syncs; `full` also syncs the directory after every rename.
 //!
-//! Teardown unmounts the view, the group overlays and the layers, deepest first, with a
-//! lazy detach; the loop devices then detach themselves (autoclear). Where it differs
+//! Upgrade, as snapd refreshes a snap but for one union: the new versions' images are
+//! fetched (as above) and each loop-mounted at `TARGET/layers/N.G` (loop, squashfs), N
+//! the package's place in the install order and G the upgrade's number; then
+//! (**overlay**) a new OverlayFS over the full new layer list, the installed order with
+//! each upgraded package's layer in place of its old one, grouped as install groups
+//! it, is mounted at `TARGET/view-G` (its groups at `TARGET/groups-G/N`). That mount is
+//! the switch: the old view is never changed, and `view()` answers the new path from
+//! then on. Then **release**: the old view and its groups are unmounted, then the
+//! replaced versions' squashfs mounts (their loop devices detach themselves), their mount
+//! points removed, and the replaced images deleted. snapd keeps one old revision to
+//! revert to; nothing here reverts, so none is kept. A failure before the switch (a
+//! corrupt image) unmounts what the upgrade mounted and removes its images: the old view
+//! stays as it was.
+//!
+//! Teardown unmounts every mount still listed (the current generation's, and anything
+//! of an older one that failed to unmount), deepest first, with a lazy detach; the loop
+//! devices then detach themselves (autoclear). Where it differs
 //! from snapd: no signature or hash check of the image (snapd checks assertions), no
 //! systemd mount units (mounts live in the harness's private mount namespace), and the
 //! union is an overlay rather than one mount per snap.
@@ -58,10 +73,72 @@ pub struct OverlayModel {
 #[derive(Debug)]
 struct Installed {
     view: PathBuf,
-    /// Mount points in the order they were mounted; teardown goes in reverse.
+    /// Everything mounted now, in mount order; teardown goes in reverse.
     mounts: Vec<PathBuf>,
     /// The API the overlays were mounted with, once they are.
     api: Option<MountApi>,
+    /// The view's layers, in install order (the first on top).
+    layers: Vec<Layer>,
+    /// The overlays that make the view: its groups, if any, then the view itself.
+    overlays: Vec<PathBuf>,
+    /// Upgrades attempted so far; names the mount points of each.
+    generation: usize,
+}
+
+/// One package's image as a layer of the view.
+#[derive(Debug, Clone)]
+struct Layer {
+    package: String,
+    image: PathBuf,
+    /// Where its squashfs is mounted.
+    point: PathBuf,
+}
+
+/// What an upgrade sets up before its switch: all of it is undone when the upgrade
+/// fails, and none of it is seen until the new view is mounted.
+#[derive(Debug, Default)]
+struct Generation {
+    view: PathBuf,
+    group_root: PathBuf,
+    /// The new versions' images, fetched.
+    images: Vec<PathBuf>,
+    /// The new versions' layer mount points (created or not).
+    layer_points: Vec<PathBuf>,
+    /// Mounted so far, in mount order.
+    mounts: Vec<PathBuf>,
+    /// The overlays among them: groups, then the view.
+    overlays: Vec<PathBuf>,
+}
+
+impl Generation {
+    /// Unmounts what was mounted and removes the new images and mount points. What
+    /// cannot be unmounted stays in `mounts`, and its error is returned.
+    fn roll_back(&mut self) -> Result<()> {
+        let failed = unmount_each(&self.mounts);
+        let first_error = failed.first().map(|(point, e)| {
+            anyhow::anyhow!("unmounting {} of the failed upgrade: {e}", point.display())
+        });
+        self.mounts = failed.into_iter().map(|(point, _)| point).collect();
+        for image in &self.images {
+            // Best effort: the upgrade's own error is the one that matters.
+            let _ = fs::remove_file(image);
+        }
+        if self.mounts.is_empty() {
+            // Only empty directories go: nothing is mounted on any of them any more.
+            let groups = fs::read_dir(&self.group_root)
+                .map(|dir| dir.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            for dir in self.layer_points.iter().chain(&groups) {
+                let _ = fs::remove_dir(dir);
+            }
+            let _ = fs::remove_dir(&self.group_root);
+            let _ = fs::remove_dir(&self.view);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 impl OverlayModel {
@@ -131,6 +208,9 @@ impl Model for OverlayModel {
             view: view.clone(),
             mounts: Vec::new(),
             api: None,
+            layers: Vec::with_capacity(set.len()),
+            overlays: Vec::new(),
+            generation: 0,
         });
         let mut times = PhaseTimes::default();
 
@@ -142,40 +222,21 @@ impl Model for OverlayModel {
             times.time("fetch", || sync_dir(&images))?;
         }
 
-        let mut lowers = Vec::with_capacity(set.len() + 1);
-        for (i, (art, image)) in set.iter().zip(&fetched).enumerate() {
-            let device = times.time("loop", || loopdev::attach(image, self.direct_io))?;
-            let layer = layers.join(i.to_string());
-            times.time("squashfs", || -> Result<()> {
-                fs::create_dir(&layer).with_context(|| format!("creating {}", layer.display()))?;
-                mount(
-                    Some(&device.path),
-                    &layer,
-                    Some("squashfs"),
-                    MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
-                    None::<&str>,
-                )
-                .with_context(|| {
-                    format!(
-                        "mounting {} ({} of {}) at {}",
-                        device.path.display(),
-                        image.display(),
-                        art.package,
-                        layer.display()
-                    )
-                })?;
-                state.mounts.push(layer.clone());
-                Ok(())
-            })?;
-            // The mount now holds the device; closing ours arms autoclear.
-            drop(device);
-            lowers.push(layer);
-        }
-        if lowers.len() == 1 {
-            // A read-only overlay needs two lower layers: an empty one goes beneath.
-            let empty = ctx.target.join("empty");
-            fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
-            lowers.push(empty);
+        for (i, (art, image)) in set.iter().zip(fetched).enumerate() {
+            let point = layers.join(i.to_string());
+            mount_layer(
+                &image,
+                &art.package,
+                &point,
+                self.direct_io,
+                &mut times,
+                &mut state.mounts,
+            )?;
+            state.layers.push(Layer {
+                package: art.package.clone(),
+                image,
+                point,
+            });
         }
 
         let api = if self.force_legacy_mount {
@@ -183,33 +244,162 @@ impl Model for OverlayModel {
         } else {
             MountApi::New
         };
-        let used = times.time("overlay", || -> Result<MountApi> {
-            match &stacking {
-                Plan::Single => {
-                    let used = mount_overlay(&lowers, &view, api)?;
-                    state.mounts.push(view.clone());
-                    Ok(used)
-                }
-                Plan::TwoLevel(groups) => {
-                    let group_root = ctx.target.join("groups");
-                    let mut tops = Vec::with_capacity(groups.len());
-                    let mut used = api;
-                    for (g, range) in groups.iter().enumerate() {
-                        let point = group_root.join(g.to_string());
-                        fs::create_dir_all(&point)
-                            .with_context(|| format!("creating {}", point.display()))?;
-                        used = mount_overlay(&lowers[range.clone()], &point, used)
-                            .with_context(|| format!("group {g} of {}", groups.len()))?;
-                        state.mounts.push(point.clone());
-                        tops.push(point);
-                    }
-                    used = mount_overlay(&tops, &view, used).context("the top overlay")?;
-                    state.mounts.push(view.clone());
-                    Ok(used)
-                }
-            }
+        let lowers = lowers_of(&state.layers, ctx)?;
+        let group_root = ctx.target.join("groups");
+        let used = times.time("overlay", || {
+            mount_stack(
+                &lowers,
+                &stacking,
+                &view,
+                &group_root,
+                api,
+                &mut state.mounts,
+                &mut state.overlays,
+            )
         })?;
         state.api = Some(used);
+        Ok(times)
+    }
+
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let Some(state) = self.state.as_mut() else {
+            bail!("overlay: upgrade called without an install");
+        };
+        let Some(api) = state.api else {
+            bail!("overlay: upgrade of an install that did not mount its view");
+        };
+        let installed_names: Vec<&str> = installed.iter().map(|a| a.package.as_str()).collect();
+        let layer_names: Vec<&str> = state.layers.iter().map(|l| l.package.as_str()).collect();
+        if installed_names != layer_names {
+            bail!(
+                "overlay: upgrade from a set of {} packages that is not the installed one \
+                 ({} layers, in install order)",
+                installed.len(),
+                state.layers.len()
+            );
+        }
+        // Which layer each new version replaces; refused before anything is fetched.
+        let mut replaced = Vec::with_capacity(to.len());
+        for art in to {
+            let index = state
+                .layers
+                .iter()
+                .position(|l| l.package == art.package)
+                .with_context(|| {
+                    format!(
+                        "overlay: upgrade to {} {}: not installed",
+                        art.package, art.version
+                    )
+                })?;
+            if replaced.contains(&index) {
+                bail!("overlay: {} is upgraded twice in one upgrade", art.package);
+            }
+            // Fetching a same-named image would rename it over the mounted one's name, and
+            // releasing the old one would then remove the new.
+            let name = art.files.first().and_then(|f| f.file_name());
+            if name.is_some() && name == state.layers[index].image.file_name() {
+                bail!(
+                    "overlay: upgrade of {} to {}: that image is installed",
+                    art.package,
+                    art.version
+                );
+            }
+            replaced.push(index);
+        }
+        let stacking = plan(state.layers.len())?;
+        // Every attempt gets names of its own, so one whose rollback left something
+        // mounted never collides with the next.
+        state.generation += 1;
+        let generation = state.generation;
+        let mut times = PhaseTimes::default();
+
+        // The new generation, until the switch: what a failure rolls back.
+        let mut new = Generation {
+            view: ctx.target.join(format!("view-{generation}")),
+            group_root: ctx.target.join(format!("groups-{generation}")),
+            ..Generation::default()
+        };
+        let direct_io = self.direct_io;
+        let outcome = (|| -> Result<(Vec<Layer>, MountApi)> {
+            let images = ctx.target.join("images");
+            let mut fetched = Vec::with_capacity(to.len());
+            for art in to {
+                let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+                new.images.push(image.clone());
+                fetched.push(image);
+            }
+            if ctx.durability != Durability::None {
+                times.time("fetch", || sync_dir(&images))?;
+            }
+            // The installed order, each upgraded package's layer in place of its old one.
+            let mut layers = state.layers.clone();
+            for ((art, image), &index) in to.iter().zip(fetched).zip(&replaced) {
+                let point = ctx
+                    .target
+                    .join("layers")
+                    .join(format!("{index}.{generation}"));
+                new.layer_points.push(point.clone());
+                mount_layer(
+                    &image,
+                    &art.package,
+                    &point,
+                    direct_io,
+                    &mut times,
+                    &mut new.mounts,
+                )
+                .with_context(|| format!("upgrading {} to {}", art.package, art.version))?;
+                layers[index] = Layer {
+                    package: art.package.clone(),
+                    image,
+                    point,
+                };
+            }
+            let lowers = lowers_of(&layers, ctx)?;
+            fs::create_dir(&new.view)
+                .with_context(|| format!("creating {}", new.view.display()))?;
+            // The switch: once this mount is there, it is the view.
+            let used = times.time("overlay", || {
+                mount_stack(
+                    &lowers,
+                    &stacking,
+                    &new.view,
+                    &new.group_root,
+                    api,
+                    &mut new.mounts,
+                    &mut new.overlays,
+                )
+            })?;
+            Ok((layers, used))
+        })();
+        let (layers, used) = match outcome {
+            Ok(built) => built,
+            Err(e) => {
+                // The old view was never touched: undo the new one and keep the old.
+                if let Err(undo) = new.roll_back() {
+                    // What could not be unmounted stays listed, for teardown.
+                    state.mounts.extend(new.mounts);
+                    return Err(e.context(format!(
+                        "the upgrade failed, and so did its rollback ({undo:#})"
+                    )));
+                }
+                return Err(e);
+            }
+        };
+
+        // The switch happened with the new view's mount: from here on it is the view.
+        let old_overlays = std::mem::replace(&mut state.overlays, new.overlays);
+        let old_layers = std::mem::replace(&mut state.layers, layers);
+        state.view = new.view.clone();
+        state.api = Some(used);
+        state.mounts.extend(new.mounts);
+        times.time("release", || {
+            release(state, old_overlays, old_layers, &replaced)
+        })?;
         Ok(times)
     }
 
@@ -238,20 +428,178 @@ impl Model for OverlayModel {
     }
 }
 
-/// Unmounts `mounts` in reverse order, lazily: a reader still holding a file keeps only
-/// its detached tree alive, never a name in the target. Every mount is tried; the
-/// first error is returned.
-fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
-    let mut first_error = None;
-    for point in mounts.iter().rev() {
-        if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
-            first_error.get_or_insert_with(|| {
-                anyhow::Error::new(e).context(format!("unmounting {}", point.display()))
-            });
+/// Attaches `image` (of `package`) to a loop device and mounts it read-only at `point`,
+/// which it creates; `point` goes onto `mounts` once mounted. Timed as "loop" and
+/// "squashfs".
+fn mount_layer(
+    image: &Path,
+    package: &str,
+    point: &Path,
+    direct_io: bool,
+    times: &mut PhaseTimes,
+    mounts: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let device = times.time("loop", || loopdev::attach(image, direct_io))?;
+    times.time("squashfs", || -> Result<()> {
+        fs::create_dir(point).with_context(|| format!("creating {}", point.display()))?;
+        mount(
+            Some(&device.path),
+            point,
+            Some("squashfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "mounting {} ({} of {package}) at {}",
+                device.path.display(),
+                image.display(),
+                point.display()
+            )
+        })?;
+        mounts.push(point.to_path_buf());
+        Ok(())
+    })?;
+    // The mount now holds the device; closing ours arms autoclear. On a failed mount
+    // this close detaches the device.
+    drop(device);
+    Ok(())
+}
+
+/// The lower layers of an overlay over `layers`: their mount points, and an empty
+/// directory beneath a single one, as a read-only overlay needs two.
+fn lowers_of(layers: &[Layer], ctx: &RunCtx) -> Result<Vec<PathBuf>> {
+    let mut lowers: Vec<PathBuf> = layers.iter().map(|l| l.point.clone()).collect();
+    if lowers.len() == 1 {
+        let empty = ctx.target.join("empty");
+        fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
+        lowers.push(empty);
+    }
+    Ok(lowers)
+}
+
+/// Mounts the overlays over `lowers` as `stacking` says: each group at
+/// `group_root/N`, then the top one at `view`. Each mount point goes onto `mounts` and
+/// `overlays` as soon as it is mounted. Returns the API used.
+fn mount_stack(
+    lowers: &[PathBuf],
+    stacking: &Plan,
+    view: &Path,
+    group_root: &Path,
+    api: MountApi,
+    mounts: &mut Vec<PathBuf>,
+    overlays: &mut Vec<PathBuf>,
+) -> Result<MountApi> {
+    let mut mounted = |point: &Path| {
+        mounts.push(point.to_path_buf());
+        overlays.push(point.to_path_buf());
+    };
+    match stacking {
+        Plan::Single => {
+            let used = mount_overlay(lowers, view, api)?;
+            mounted(view);
+            Ok(used)
         }
+        Plan::TwoLevel(groups) => {
+            let mut tops = Vec::with_capacity(groups.len());
+            let mut used = api;
+            for (g, range) in groups.iter().enumerate() {
+                let point = group_root.join(g.to_string());
+                fs::create_dir_all(&point)
+                    .with_context(|| format!("creating {}", point.display()))?;
+                used = mount_overlay(&lowers[range.clone()], &point, used)
+                    .with_context(|| format!("group {g} of {}", groups.len()))?;
+                mounted(&point);
+                tops.push(point);
+            }
+            used = mount_overlay(&tops, view, used).context("the top overlay")?;
+            mounted(view);
+            Ok(used)
+        }
+    }
+}
+
+/// After an upgrade's switch: unmounts the old view (top first, then its groups) and the
+/// replaced packages' squashfs mounts (their loop devices detach themselves), removes
+/// their mount points and the replaced images. Every step is tried; what could not be
+/// unmounted stays in `state.mounts` for teardown, and the first error is returned.
+fn release(
+    state: &mut Installed,
+    old_overlays: Vec<PathBuf>,
+    old_layers: Vec<Layer>,
+    replaced: &[usize],
+) -> Result<()> {
+    let group_root = (old_overlays.len() > 1)
+        .then(|| old_overlays[0].parent().map(Path::to_path_buf))
+        .flatten();
+    // `unmount_each` goes in reverse: layers last, the view first.
+    let mut gone: Vec<PathBuf> = replaced
+        .iter()
+        .map(|&i| old_layers[i].point.clone())
+        .collect();
+    gone.extend(old_overlays);
+    let failed = unmount_each(&gone);
+    let mut first_error = failed
+        .first()
+        .map(|(point, e)| anyhow::anyhow!("unmounting {} of the old view: {e}", point.display()));
+    let unmounted: Vec<&PathBuf> = gone
+        .iter()
+        .filter(|p| !failed.iter().any(|(f, _)| f == *p))
+        .collect();
+    let set: std::collections::HashSet<&PathBuf> = unmounted.iter().copied().collect();
+    state.mounts.retain(|m| !set.contains(m));
+    let mut note = |r: std::io::Result<()>, what: String| {
+        if let Err(e) = r {
+            first_error.get_or_insert_with(|| anyhow::Error::new(e).context(what));
+        }
+    };
+    // An old path now fails loudly instead of showing an empty directory.
+    for point in unmounted.iter().rev() {
+        note(
+            fs::remove_dir(point),
+            format!("removing {}", point.display()),
+        );
+    }
+    if let Some(dir) = group_root.filter(|_| failed.is_empty()) {
+        note(fs::remove_dir(&dir), format!("removing {}", dir.display()));
+    }
+    // No old revision is kept: nothing here reverts, and the unlink is part of the
+    // cost of the upgrade. The removal is not synced: an old image found after a
+    // crash is only wasted space.
+    for &i in replaced {
+        let image = &old_layers[i].image;
+        note(
+            fs::remove_file(image),
+            format!("removing {}", image.display()),
+        );
     }
     match first_error {
         Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Unmounts `mounts` in reverse order, lazily: a reader still holding a file keeps only
+/// its detached tree alive, never a name in the target. Every mount is tried; returns
+/// those that failed, with their errors.
+fn unmount_each(mounts: &[PathBuf]) -> Vec<(PathBuf, nix::Error)> {
+    mounts
+        .iter()
+        .rev()
+        .filter_map(|point| {
+            umount2(point, MntFlags::MNT_DETACH)
+                .err()
+                .map(|e| (point.clone(), e))
+        })
+        .collect()
+}
+
+/// Unmounts `mounts` as `unmount_each` does; the first error is returned.
+fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
+    match unmount_each(mounts).into_iter().next() {
+        Some((point, e)) => {
+            Err(anyhow::Error::new(e).context(format!("unmounting {}", point.display())))
+        }
         None => Ok(()),
     }
 }
