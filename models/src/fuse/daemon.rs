@@ -15,6 +15,11 @@
 //! scan for new images; here the installer names the image it just placed): one `add`
 //! command and its answer; the daemon has told the kernel what to forget before it
 //! answers. Nothing is remounted.
+//!
+//! **Upgrade** (distri installs the new version's image beside the old, and its exchange
+//! directories serve the newest): one `replace` command per new image, naming the old
+//! version's package directory; the daemon has told the kernel what to forget before it
+//! answers.
 
 use super::fs::FuseOptions;
 use super::server::SUBCOMMAND;
@@ -168,6 +173,27 @@ impl Daemon {
         line.extend_from_slice(path.as_os_str().as_bytes());
         self.command(&line)
             .with_context(|| format!("fuse daemon: adding {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Puts the image at `path`, as package directory `new_name`, in the place of
+    /// package directory `old_name` (an upgrade's notify step).
+    pub fn replace_image(&mut self, old_name: &str, path: &Path, new_name: &str) -> Result<()> {
+        if [old_name, new_name]
+            .iter()
+            .any(|n| n.contains(['\t', '\n']))
+            || path.as_os_str().as_bytes().contains(&b'\n')
+        {
+            bail!(
+                "image {} cannot be named on the control socket",
+                path.display()
+            );
+        }
+        let mut line = format!("replace {old_name}\t{new_name}\t").into_bytes();
+        line.extend_from_slice(path.as_os_str().as_bytes());
+        self.command(&line).with_context(|| {
+            format!("fuse daemon: replacing {old_name} with {}", path.display())
+        })?;
         Ok(())
     }
 

@@ -5,8 +5,9 @@
 //!   thread with its own `/dev/fuse` descriptor (`clone_fd`, `FUSE_DEV_IOC_CLONE`), so
 //!   requests of parallel readers are served in parallel;
 //! - **timeouts**: entries and attributes of image content never change (images are
-//!   immutable and only ever added), so the kernel may cache them "forever" as distri
-//!   does (one year here); a new image invalidates what it changes (see `mod.rs`);
+//!   immutable), so the kernel may cache them "forever" as distri does (one year here);
+//!   a new image, or an upgrade's replaced one, invalidates what it changes (see
+//!   `union`);
 //! - **negative entries**: a miss is answered with node 0 and the entry timeout, which the
 //!   kernel keeps as a negative dentry: the next identical miss never reaches us;
 //! - **keep_cache** on open (`FOPEN_KEEP_CACHE`): the page cache of a file survives its

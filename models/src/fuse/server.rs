@@ -15,6 +15,10 @@
 //!   it, and the kernel is told to forget what it changes (`FUSE_NOTIFY_INVAL_INODE` for
 //!   each directory the image shares with the union, `FUSE_NOTIFY_INVAL_ENTRY` for each
 //!   of its names there, negative entries included); `ok` or `err MESSAGE`;
+//! - `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH` (an upgrade) puts the image at PATH, as
+//!   package NEW_NAME, in the place of package OLD_NAME's image, which leaves the union
+//!   and the mount root; the kernel is told to forget every listing, entry and file that
+//!   changed (see `union`'s "Upgrades"); `ok` or `err MESSAGE`;
 //! - `forget`: drop the daemon's metadata caches and directory listings (`reset_caches`);
 //! - `stats`: `ok images=N nodes=N metadata_bytes=N`;
 //! - `quit`: unmount and answer `ok`, or `ok held` (below); exit 0 once the session has
@@ -115,13 +119,18 @@ fn serve(mount: &Mount, control: impl BufRead, reply: &mut impl Write) -> Result
                 mount.union.node_count(),
                 mount.union.cached_metadata_bytes()
             )),
-            _ => match line.strip_prefix(b"add ") {
-                Some(rest) => add(mount, rest).map(|()| String::new()),
-                None => Err(anyhow!(
-                    "unknown command {:?}",
-                    String::from_utf8_lossy(&line)
-                )),
-            },
+            _ => {
+                if let Some(rest) = line.strip_prefix(b"add ") {
+                    add(mount, rest).map(|()| String::new())
+                } else if let Some(rest) = line.strip_prefix(b"replace ") {
+                    replace(mount, rest).map(|()| String::new())
+                } else {
+                    Err(anyhow!(
+                        "unknown command {:?}",
+                        String::from_utf8_lossy(&line)
+                    ))
+                }
+            }
         };
         match answer {
             Ok(extra) => writeln!(reply, "ok{extra}"),
@@ -144,6 +153,23 @@ fn add(mount: &Mount, rest: &[u8]) -> Result<()> {
         .union
         .add_image(path, name)
         .with_context(|| format!("adding image {}", path.display()))?;
+    mount.invalidate(&inval)
+}
+
+/// `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH`.
+fn replace(mount: &Mount, rest: &[u8]) -> Result<()> {
+    let mut fields = rest.splitn(3, |&b| b == b'\t');
+    let (Some(old), Some(new), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+        bail!("replace needs OLD_NAME<TAB>NEW_NAME<TAB>PATH");
+    };
+    let old = std::str::from_utf8(old).context("old image name is not UTF-8")?;
+    let new = std::str::from_utf8(new).context("new image name is not UTF-8")?;
+    let path = Path::new(OsStr::from_bytes(path));
+    let inval = mount
+        .union
+        .replace_image(old, path, new)
+        .with_context(|| format!("replacing image {old} with {}", path.display()))?;
+    // The union lock is released: the kernel may wait on a lookup of ours meanwhile.
     mount.invalidate(&inval)
 }
 

@@ -7,7 +7,8 @@
 //!   keeps these names apart from `union`).
 //!
 //! # Two images providing the same path
-//! Images are ordered by install order (the order `add_image` was called). Directories
+//! Images are ordered by install order (the order `add_image` was called; a replaced
+//! image's successor takes its place, see below). Directories
 //! merge: a directory lists the names of every image's directory at that path, and shows
 //! the mode, owner and times of the first image that has it. For anything else the first
 //! image that has the name wins: its file or symlink is shown, and later images' entries
@@ -16,9 +17,34 @@
 //! lower layer on top, which is how the `overlay` model orders its layers, so both show
 //! the same tree.
 //!
+//! # Upgrades: replacing an image
+//! `replace_image` is distri's exchange directories moving to a package's newest
+//! version: the new image takes the old one's place in the image order (so the rule
+//! above gives the answer the `overlay` model gives by replacing its layer in place),
+//! the old image leaves the union, and `NAME_VERSION/` of the old version leaves the
+//! mount root (distri keeps old versions under `/ro` until its `gc`; here the installer
+//! deletes the old image at once, so nothing serves it any more). Every union directory
+//! that held the old or holds the new image, and that the kernel may know (its listing
+//! was read once), is read again at once, top down, and compared with what it was:
+//! - a name that appeared, vanished, or now has another kind is a changed entry
+//!   (`FUSE_NOTIFY_INVAL_ENTRY`: a cached positive or negative dentry goes); a name of
+//!   another kind gets a new node;
+//! - a node of a name that persists with its kind keeps its number; if its content or
+//!   attributes changed (another image's file now, or the new version's), the node is
+//!   updated and invalidated (`FUSE_NOTIFY_INVAL_INODE`, which also drops its page
+//!   cache: entries and attributes are cached "forever", so the kernel would otherwise
+//!   go on serving the old bytes);
+//! - the directory itself is invalidated (its listing may be in the page cache).
+//!
+//! A node that leaves the tree is not freed (the kernel may still hold its number): a
+//! directory's sources are cleared, so it lists as empty; a file keeps its content, so a
+//! reader that held it open reads the old bytes, as after an unlink. The old image stays
+//! open only as long as such a file node refers to it.
+//!
 //! # Laziness and caches
 //! Node numbers are stable for the life of the mount: a node is created the first time
-//! its name is listed and never freed, so any inode number the kernel holds stays valid.
+//! its name is listed and never freed, so any inode number the kernel holds stays valid
+//! (an upgrade gives a new number only to a name whose kind changed).
 //! A directory's listing (its children and their inodes) is read from the images the
 //! first time it is looked up or listed, through each image's metadata block cache.
 //! `forget_listings` (the daemon's `reset_caches`) marks every listing unloaded and
@@ -29,7 +55,7 @@
 //! cache; the kernel's negative dentries (see `fs`) spare even that.
 
 use super::image::{Body, DirLoc, Image, Inode, Kind};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,7 +65,7 @@ pub const UNION: u64 = 2;
 pub const UNION_NAME: &[u8] = b"union";
 
 /// Attributes of a node, as `stat` shows them.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attr {
     pub kind: Kind,
     pub mode: u16,
@@ -83,6 +109,13 @@ pub struct FileData {
     pub loc: Arc<super::image::FileLoc>,
 }
 
+impl FileData {
+    /// The same bytes: the same open image and the same place in it.
+    fn same(&self, other: &FileData) -> bool {
+        Arc::ptr_eq(&self.image, &other.image) && self.loc == other.loc
+    }
+}
+
 #[derive(Debug)]
 enum Content {
     Dir(Dir),
@@ -90,13 +123,26 @@ enum Content {
     Symlink(Arc<[u8]>),
 }
 
+impl Content {
+    fn kind(&self) -> Kind {
+        match self {
+            Content::Dir(_) => Kind::Dir,
+            Content::File(_) => Kind::File,
+            Content::Symlink(_) => Kind::Symlink,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Dir {
-    /// The directories this one merges, in image order: (image index, listing).
+    /// The directories this one merges, in image order: (image slot, listing).
     sources: Vec<(usize, DirLoc)>,
     /// Children sorted by name bytes. Kept while unloaded, so a reload reuses numbers.
     children: Vec<(Box<[u8]>, u64)>,
     loaded: bool,
+    /// Its listing was read at least once, so the kernel may know names in it (or their
+    /// absence): an upgrade that changes its sources reads it again at once.
+    listed: bool,
     /// Synthetic directories (the mount root) are never read from an image.
     synthetic: bool,
 }
@@ -110,7 +156,10 @@ struct Node {
 
 #[derive(Debug, Default)]
 struct Tree {
-    images: Vec<Arc<Image>>,
+    /// Every image opened, by slot: a source names its image by slot. A replaced
+    /// image's slot is closed (`None`) and never reused, so a source left on it in a
+    /// node that left the tree reads as nothing rather than as another image's bytes.
+    images: Vec<Option<Arc<Image>>>,
     /// Node `ino` is at index `ino - 1`.
     nodes: Vec<Node>,
     /// Bumped whenever sources change or listings are forgotten; a listing read under an
@@ -118,8 +167,8 @@ struct Tree {
     generation: u64,
 }
 
-/// What the kernel must forget after an image was added: directory listings and the
-/// (possibly negative) entries of the names the image brings.
+/// What the kernel must forget after an image was added or replaced: nodes (directory
+/// listings, file contents and attributes) and the (possibly negative) entries of names.
 #[derive(Debug, Default)]
 pub struct Invalidations {
     pub inodes: Vec<u64>,
@@ -142,6 +191,17 @@ struct Pending {
     content: Content,
 }
 
+/// What installing a listing over a known one changed (see `Tree::install_listing`).
+#[derive(Default)]
+struct ListingChanges {
+    /// Names that appeared, vanished, or now name a node of another kind.
+    names: Vec<Box<[u8]>>,
+    /// Known nodes whose content or attributes changed in place.
+    nodes: Vec<u64>,
+    /// Known directories whose sources changed, and whether their listing was read.
+    dirs: Vec<(u64, bool)>,
+}
+
 impl Default for Union {
     fn default() -> Self {
         Self::new()
@@ -155,6 +215,7 @@ impl Union {
             sources: Vec::new(),
             children,
             loaded: true,
+            listed: true,
             synthetic: true,
         };
         let root = Node {
@@ -187,7 +248,7 @@ impl Union {
     }
 
     pub fn image_count(&self) -> usize {
-        self.read().images.len()
+        self.read().images.iter().flatten().count()
     }
 
     /// Opens the image at `path` and adds it: its root merges into `union/`, and it
@@ -202,32 +263,16 @@ impl Union {
             bail!("{}: the root inode is not a directory", path.display());
         };
         let mut tree = self.write();
+        if tree.package(name).is_some() {
+            bail!("image {name} is installed already");
+        }
         let index = tree.images.len();
-        let key: Box<[u8]> = name.as_bytes().into();
-        let Content::Dir(top) = &tree.nodes[0].content else {
-            unreachable!("node 1 is the mount root");
-        };
-        let at = match top.children.binary_search_by(|(n, _)| n[..].cmp(&key[..])) {
-            Ok(_) => bail!("image {name} is installed already"),
-            Err(at) => at,
-        };
-        tree.images.push(image.clone());
-        let package = tree.push(Node {
-            parent: ROOT,
-            attr: Attr::of(&root),
-            content: Content::Dir(Dir {
-                sources: vec![(index, root_dir)],
-                ..Dir::default()
-            }),
-        });
-        if let Content::Dir(top) = &mut tree.nodes[0].content {
-            top.children.insert(at, (key, package));
-        }
-        if index == 0 {
+        tree.images.push(Some(image.clone()));
+        tree.add_package(name, index, &root, root_dir);
+        let union = tree.dir_mut(UNION);
+        union.sources.push((index, root_dir));
+        if union.sources.len() == 1 {
             tree.nodes[(UNION - 1) as usize].attr = Attr::of(&root);
-        }
-        if let Content::Dir(d) = &mut tree.nodes[(UNION - 1) as usize].content {
-            d.sources.push((index, root_dir));
         }
         tree.generation += 1;
         // Every union directory the new image shares with nodes that exist (the kernel
@@ -240,6 +285,69 @@ impl Union {
         Ok(inval)
     }
 
+    /// Replaces the image of package directory `old_name` with the image at `path`,
+    /// shown as `new_name/`: the new image takes the old one's place in the image order
+    /// and the old one leaves the union and the mount root (see the module doc). Returns
+    /// what the kernel must forget. An error reading an image midway leaves the union
+    /// partly updated; the installer's error ends the run (teardown unmounts).
+    pub fn replace_image(
+        &self,
+        old_name: &str,
+        path: &Path,
+        new_name: &str,
+    ) -> Result<Invalidations> {
+        if new_name.as_bytes() == UNION_NAME || new_name.is_empty() || new_name.contains('/') {
+            bail!("image name {new_name:?} cannot be a directory of the mount");
+        }
+        let image = Arc::new(Image::open(path)?);
+        let root = image.inode(image.root)?;
+        let Body::Dir(root_dir) = root.body else {
+            bail!("{}: the root inode is not a directory", path.display());
+        };
+        let mut tree = self.write();
+        let Some(old_package) = tree.package(old_name) else {
+            bail!("image {old_name} is not installed");
+        };
+        if new_name != old_name && tree.package(new_name).is_some() {
+            bail!("image {new_name} is installed already");
+        }
+        let Some(&(slot, _)) = tree.dir_mut(old_package).sources.first() else {
+            bail!("package directory {old_name} has no image");
+        };
+        let union = tree.dir_mut(UNION);
+        let Some(place) = union.sources.iter().position(|&(s, _)| s == slot) else {
+            bail!("image {old_name} is not in the union");
+        };
+        let index = tree.images.len();
+        tree.images.push(Some(image));
+        tree.dir_mut(UNION).sources[place] = (index, root_dir);
+        let mut inval = Invalidations::default();
+        if place == 0 {
+            let union = &mut tree.nodes[(UNION - 1) as usize];
+            if union.attr != Attr::of(&root) {
+                union.attr = Attr::of(&root);
+                inval.inodes.push(UNION);
+            }
+        }
+        // The mount root: the old version's directory goes, the new one's comes.
+        if let Content::Dir(top) = &mut tree.nodes[0].content {
+            top.children.retain(|&(_, ino)| ino != old_package);
+        }
+        tree.orphan(old_package);
+        tree.add_package(new_name, index, &root, root_dir);
+        inval.inodes.push(ROOT);
+        inval.entries.push((ROOT, old_name.as_bytes().into()));
+        inval.entries.push((ROOT, new_name.as_bytes().into()));
+        let old_image = tree.images[slot].take();
+        tree.generation += 1;
+        tree.refresh(UNION, &mut inval)?;
+        if let Some(old_image) = old_image {
+            // Nothing lists from it any more; files the kernel knew may still read it.
+            old_image.forget_metadata();
+        }
+        Ok(inval)
+    }
+
     /// Forgets every directory listing and the images' metadata caches.
     pub fn forget_listings(&self) {
         let mut tree = self.write();
@@ -249,7 +357,7 @@ impl Union {
             }
         }
         tree.generation += 1;
-        for image in &tree.images {
+        for image in tree.images.iter().flatten() {
             image.forget_metadata();
         }
     }
@@ -259,6 +367,7 @@ impl Union {
         self.read()
             .images
             .iter()
+            .flatten()
             .map(|i| i.cached_metadata_bytes())
             .sum()
     }
@@ -358,22 +467,26 @@ impl Union {
             let listing = read_listing(&images, &sources)?;
             let mut tree = self.write();
             if tree.generation == generation {
-                tree.install_listing(target, listing);
+                tree.install_listing(target, listing, None);
             }
         }
     }
 }
 
-/// Reads and merges the listings of `sources` (see the module doc for the rule).
+/// Reads and merges the listings of `sources` (see the module doc for the rule). A
+/// source on a closed slot (a replaced image, named only by nodes that left the tree)
+/// contributes nothing.
 fn read_listing(
-    images: &[Arc<Image>],
+    images: &[Option<Arc<Image>>],
     sources: &[(usize, DirLoc)],
 ) -> Result<BTreeMap<Box<[u8]>, Pending>> {
     let mut merged: BTreeMap<Box<[u8]>, Pending> = BTreeMap::new();
     for &(index, loc) in sources {
-        let image = images
-            .get(index)
-            .with_context(|| format!("image {index} of a listing is not open"))?;
+        let image = match images.get(index) {
+            Some(Some(image)) => image,
+            Some(None) => continue,
+            None => bail!("image {index} of a listing was never opened"),
+        };
         for entry in image.read_dir(&loc)? {
             if let Some(first) = merged.get_mut(&entry.name[..]) {
                 // Directories merge; anything else: the first image wins.
@@ -420,41 +533,166 @@ impl Tree {
         }
     }
 
-    /// Installs a freshly read listing of `dir`, keeping the numbers of known names.
-    fn install_listing(&mut self, dir: u64, listing: BTreeMap<Box<[u8]>, Pending>) {
+    /// The package directory `name` of the mount root.
+    fn package(&self, name: &str) -> Option<u64> {
+        let Content::Dir(top) = &self.nodes[0].content else {
+            unreachable!("node 1 is the mount root");
+        };
+        top.children
+            .binary_search_by(|(n, _)| n[..].cmp(name.as_bytes()))
+            .ok()
+            .map(|i| top.children[i].1)
+    }
+
+    /// Adds package directory `name` (not there yet) to the mount root: image `slot`
+    /// alone.
+    fn add_package(&mut self, name: &str, slot: usize, root: &Inode, root_dir: DirLoc) {
+        let package = self.push(Node {
+            parent: ROOT,
+            attr: Attr::of(root),
+            content: Content::Dir(Dir {
+                sources: vec![(slot, root_dir)],
+                ..Dir::default()
+            }),
+        });
+        let top = self.dir_mut(ROOT);
+        let key: Box<[u8]> = name.as_bytes().into();
+        let at = top
+            .children
+            .binary_search_by(|(n, _)| n[..].cmp(&key[..]))
+            .unwrap_or_else(|at| at);
+        top.children.insert(at, (key, package));
+    }
+
+    /// Node `ino` left the tree: a directory forgets its sources and children (it lists
+    /// as empty from now on), recursively; a file keeps its content (see the module doc).
+    fn orphan(&mut self, ino: u64) {
+        let Content::Dir(d) = &mut self.nodes[(ino - 1) as usize].content else {
+            return;
+        };
+        d.sources.clear();
+        d.loaded = false;
+        for (_, child) in std::mem::take(&mut d.children) {
+            self.orphan(child);
+        }
+    }
+
+    /// After an image was replaced: reads `dir`'s listing again at once, updates its
+    /// nodes, and goes down into every directory whose sources changed and whose
+    /// listing the kernel may know, collecting what the kernel must forget.
+    fn refresh(&mut self, dir: u64, inval: &mut Invalidations) -> Result<()> {
+        let sources = self.dir_mut(dir).sources.clone();
+        let listing = read_listing(&self.images, &sources)?;
+        let mut changes = ListingChanges::default();
+        self.install_listing(dir, listing, Some(&mut changes));
+        inval.inodes.push(dir);
+        inval.inodes.extend(changes.nodes);
+        inval
+            .entries
+            .extend(changes.names.into_iter().map(|name| (dir, name)));
+        for (child, listed) in changes.dirs {
+            if listed {
+                self.refresh(child, inval)?;
+            } else {
+                // Never listed: the kernel knows at most its attributes.
+                inval.inodes.push(child);
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs a freshly read listing of `dir`, keeping the numbers of known names of
+    /// the same kind. A known file or symlink takes the listing's content and
+    /// attributes, a known directory its sources (and is then unloaded); a name whose
+    /// kind changed gets a new node, and a node whose name vanished leaves the tree.
+    /// With `changes`, records what changed for the kernel (an upgrade's reload; a lazy
+    /// load under the same images changes nothing, and one after `add_image` only
+    /// adds names and sources, which `mark_shared` already reported).
+    fn install_listing(
+        &mut self,
+        dir: u64,
+        listing: BTreeMap<Box<[u8]>, Pending>,
+        mut changes: Option<&mut ListingChanges>,
+    ) {
         let old = std::mem::take(&mut self.dir_mut(dir).children);
         let mut children = Vec::with_capacity(listing.len());
+        let mut kept = vec![false; old.len()];
         for (name, pending) in listing {
             let known = old
                 .binary_search_by(|(n, _)| n[..].cmp(&name[..]))
                 .ok()
-                .map(|i| old[i].1);
+                .filter(|&i| {
+                    self.nodes[(old[i].1 - 1) as usize].content.kind() == pending.attr.kind
+                });
             let ino = match known {
-                Some(ino) => {
+                Some(i) => {
+                    kept[i] = true;
+                    let ino = old[i].1;
                     let node = &mut self.nodes[(ino - 1) as usize];
-                    // Images only ever come after: a known name keeps its first
-                    // image's kind, so only a directory's sources can grow.
-                    if let (Content::Dir(now), Content::Dir(new)) =
-                        (&mut node.content, pending.content)
-                    {
-                        if now.sources != new.sources {
-                            now.sources = new.sources;
-                            now.loaded = false;
+                    let mut changed = node.attr != pending.attr;
+                    node.attr = pending.attr;
+                    match (&mut node.content, pending.content) {
+                        (Content::Dir(now), Content::Dir(new)) => {
+                            if now.sources != new.sources {
+                                let listed = now.listed;
+                                now.sources = new.sources;
+                                now.loaded = false;
+                                if let Some(c) = changes.as_deref_mut() {
+                                    c.dirs.push((ino, listed));
+                                }
+                            }
                         }
+                        (Content::File(now), Content::File(new)) => {
+                            if !now.same(&new) {
+                                *now = new;
+                                changed = true;
+                            }
+                        }
+                        (Content::Symlink(now), Content::Symlink(new)) => {
+                            if *now != new {
+                                *now = new;
+                                changed = true;
+                            }
+                        }
+                        (_, new) => unreachable!("known node {ino} is a {:?}", new.kind()),
+                    }
+                    if let (true, Some(c)) = (changed, changes.as_deref_mut()) {
+                        c.nodes.push(ino);
                     }
                     ino
                 }
-                None => self.push(Node {
-                    parent: dir,
-                    attr: pending.attr,
-                    content: pending.content,
-                }),
+                None => {
+                    if let Some(c) = changes.as_deref_mut() {
+                        c.names.push(name.clone());
+                    }
+                    self.push(Node {
+                        parent: dir,
+                        attr: pending.attr,
+                        content: pending.content,
+                    })
+                }
             };
             children.push((name, ino));
+        }
+        for ((name, ino), kept) in old.into_iter().zip(kept) {
+            if kept {
+                continue;
+            }
+            self.orphan(ino);
+            if let Some(c) = changes.as_deref_mut() {
+                // A name of another kind is already in `names`: it appeared anew.
+                if children
+                    .binary_search_by(|(n, _)| n[..].cmp(&name[..]))
+                    .is_err()
+                {
+                    c.names.push(name);
+                }
+            }
         }
         let d = self.dir_mut(dir);
         d.children = children;
         d.loaded = true;
+        d.listed = true;
     }
 
     /// After `image` was added: every existing union directory at a path the image also
