@@ -23,6 +23,20 @@
 //!    **notify**, one command over the daemon's control socket: it opens the image and
 //!    merges it (see `server`).
 //!
+//! Upgrade, timed in phases, per new version (in the order given):
+//! 1. **fetch**: copy its image into `TARGET/images`, as install does, beside the old
+//!    version's;
+//! 2. **notify**: one `replace` command: the daemon puts the new image in the old one's
+//!    place in the image order, drops the old one from the union and `ro/`, and tells the
+//!    kernel to forget every listing, entry and file that changed (see `union`); then
+//!    the old version's image is deleted (distri keeps old versions under `/ro` until
+//!    its `gc`; here that is done at once, so the image directory holds the set the view
+//!    shows). Nothing is remounted: the view is the same mount before and after.
+//!
+//! A durability other than `none` syncs the image directory once at the end (fetch).
+//! A failed upgrade returns its error with the union partly upgraded; teardown
+//! unmounts as always.
+//!
 //! Modules: `image` reads one SquashFS image (pread fast path for uncompressed images),
 //! `union` merges images into the served tree (the rule for two packages providing the
 //! same path is documented there), `fs` is the fuser `Filesystem` with the speed knobs
@@ -52,7 +66,8 @@ use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use daemon::Daemon;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The fuse model. See the module doc.
 #[derive(Default)]
@@ -62,6 +77,8 @@ pub struct FuseModel {
     /// The daemon's speed knobs (default: all on).
     pub options: FuseOptions,
     daemon: Option<Daemon>,
+    /// Each installed package's image: where it is and its package directory's name.
+    images: BTreeMap<String, (PathBuf, String)>,
 }
 
 impl FuseModel {
@@ -87,13 +104,45 @@ impl FuseModel {
         };
         let images = ctx.target.join("images");
         let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
-        let name = image
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .with_context(|| format!("image name {} is not UTF-8", image.display()))?
-            .to_string();
-        times.time("notify", || daemon.add_image(&image, &name))
+        let name = image_name(&image)?;
+        times.time("notify", || daemon.add_image(&image, &name))?;
+        self.images.insert(art.package.clone(), (image, name));
+        Ok(())
     }
+
+    /// Upgrades one installed package to `art`, its new version: copy, then replace
+    /// (see the module doc). What `upgrade` does per package.
+    pub fn replace(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
+        let Some(daemon) = &mut self.daemon else {
+            bail!("fuse: no daemon running: install first");
+        };
+        let Some((old_image, old_name)) = self.images.get(&art.package).cloned() else {
+            bail!("fuse: cannot upgrade {}: it is not installed", art.package);
+        };
+        let images = ctx.target.join("images");
+        let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+        let name = image_name(&image)?;
+        times.time("notify", || -> Result<()> {
+            daemon.replace_image(&old_name, &image, &name)?;
+            // The daemon has let go of it: nothing serves the old version any more.
+            if old_image != image {
+                std::fs::remove_file(&old_image)
+                    .with_context(|| format!("removing {}", old_image.display()))?;
+            }
+            Ok(())
+        })?;
+        self.images.insert(art.package.clone(), (image, name));
+        Ok(())
+    }
+}
+
+/// The package directory an image is shown as: its file name without `.sqfs`.
+fn image_name(image: &Path) -> Result<String> {
+    Ok(image
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .with_context(|| format!("image name {} is not UTF-8", image.display()))?
+        .to_string())
 }
 
 impl Model for FuseModel {
@@ -141,6 +190,27 @@ impl Model for FuseModel {
         Ok(times)
     }
 
+    /// Per new version: fetch, then notify (`replace`); see the module doc.
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let mut times = PhaseTimes::default();
+        for art in to {
+            if !installed.iter().any(|a| a.package == art.package) {
+                bail!("fuse: {} is not in the installed set", art.package);
+            }
+            self.replace(art, ctx, &mut times)
+                .with_context(|| format!("upgrading {} to {}", art.package, art.version))?;
+        }
+        if ctx.durability != Durability::None {
+            times.time("fetch", || sync_dir(&ctx.target.join("images")))?;
+        }
+        Ok(times)
+    }
+
     fn view(&self) -> View {
         View {
             root: self
@@ -175,6 +245,7 @@ impl Model for FuseModel {
     }
 
     fn teardown(&mut self) -> Result<()> {
+        self.images.clear();
         match self.daemon.take() {
             Some(mut daemon) => daemon.unmount(),
             None => Ok(()),
