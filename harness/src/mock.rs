@@ -87,8 +87,7 @@ impl Model for MockModel {
         self.note(format!("upgrade({})", to.len()));
         let root = ctx.target.join("view-upgraded");
         let mut times = PhaseTimes::default();
-        for old in installed {
-            let art = to.iter().find(|n| n.package == old.package).unwrap_or(old);
+        for art in models::upgraded_set(installed, to) {
             times.time("copy", || copy_tree(&ctx.mirror.join(&art.files[0]), &root))?;
         }
         self.root = Some(root);

@@ -130,6 +130,20 @@ pub struct View {
     pub excluded: Vec<PathBuf>,
 }
 
+/// The set after an upgrade: each artifact of `installed`, or the new version of it that
+/// `to` holds, in the installed order.
+pub fn upgraded_set(installed: &[Artifact], to: &[Artifact]) -> Vec<Artifact> {
+    installed
+        .iter()
+        .map(|old| {
+            to.iter()
+                .find(|new| new.package == old.package)
+                .unwrap_or(old)
+                .clone()
+        })
+        .collect()
+}
+
 /// The error of a model that does not model an upgrade (the reference runs): the
 /// harness skips the workload for it rather than failing the model.
 #[derive(Debug, Clone, Copy)]

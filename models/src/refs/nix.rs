@@ -152,15 +152,7 @@ impl Model for NixStoreModel {
         let Some(layout) = self.layout.clone() else {
             bail!("ref-nix: upgrade before install");
         };
-        let set: Vec<Artifact> = installed
-            .iter()
-            .map(|old| {
-                to.iter()
-                    .find(|n| n.package == old.package)
-                    .unwrap_or(old)
-                    .clone()
-            })
-            .collect();
+        let set = crate::upgraded_set(installed, to);
         let mut times = PhaseTimes::default();
         times.time("restore", || restore_all(to, ctx, &layout))?;
         times.time("profile", || -> Result<()> {
