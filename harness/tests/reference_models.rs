@@ -1,10 +1,14 @@
-//! The reference runs of the real tools (`ref-dpkg`, `ref-nix`) on a small real subset of
-//! the qemu closure: the conformance suite (the view equals the corpus) and their phases.
+//! The reference runs of the real tools (`ref-dpkg`, `ref-nix`, `ref-squashfuse`) on a
+//! small real subset of the qemu closure: the conformance suite (the view equals the
+//! corpus), the upgrade conformance (the view equals the upgraded corpus), and their
+//! phases.
 
-use harness::conformance::run_conformance;
-use harness::testing::require_root;
+use harness::conformance::{run_conformance, run_upgrade_conformance};
+use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::fuse::reference::SquashfuseModel;
 use models::refs::dpkg::DpkgModel;
 use models::refs::nix::NixStoreModel;
+use models::Model;
 use workloads::corpus;
 
 /// Maintainer scripts (libc6, dpkg, tar), an `ldconfig` trigger, a dependency cycle
@@ -54,4 +58,69 @@ fn ref_nix_passes_conformance() {
             "phase {phase} not timed: {times:?}"
         );
     }
+}
+
+/// The upgrade conformance of `model` on SUBSET's point release in `work`, with
+/// `phases` timed.
+fn upgrade_passes(model: &mut dyn Model, work: &std::path::Path, phases: &[&str]) {
+    let (old, new) = upgrade_fixture(SUBSET, work);
+    assert!(!new.is_empty(), "the point release upgrades something");
+    let times = run_upgrade_conformance(model, &old, &new, work).unwrap();
+    for phase in phases {
+        assert!(
+            times.get(phase).is_some_and(|d| !d.is_zero()),
+            "{}: upgrade phase {phase} not timed: {times:?}",
+            model.name()
+        );
+    }
+}
+
+#[test]
+fn root_ref_dpkg_upgrades_with_dpkg() {
+    if !require_root("root_ref_dpkg_upgrades_with_dpkg") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    upgrade_passes(&mut DpkgModel::new(), work.path(), &["unpack", "configure"]);
+}
+
+#[test]
+fn ref_nix_upgrades_with_nix_store() {
+    if !on_path("nix-store") || !on_path("zstd") {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "nix-store or zstd is missing, and CI=true: failing instead of skipping"
+        );
+        eprintln!("skipping ref_nix_upgrades_with_nix_store: nix-store or zstd is missing");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    upgrade_passes(
+        &mut NixStoreModel::new(),
+        work.path(),
+        &["restore", "profile"],
+    );
+}
+
+#[test]
+fn root_ref_squashfuse_upgrades_with_new_layers_under_a_new_overlay() {
+    let test = "root_ref_squashfuse_upgrades_with_new_layers_under_a_new_overlay";
+    if !require_root(test) {
+        return;
+    }
+    assert!(on_path("squashfuse_ll"), "squashfuse_ll is missing");
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        upgrade_passes(
+            &mut SquashfuseModel::new(),
+            work.path(),
+            &["fetch", "squashfuse", "overlay", "release"],
+        );
+        let ours = work.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains(&ours),
+            "mounts under {ours} left after teardown:\n{mounts}"
+        );
+    });
 }

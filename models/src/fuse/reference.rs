@@ -13,6 +13,7 @@
 //! `PR_SET_PDEATHSIG`, so it dies with the harness; its mount lives in the harness's
 //! private mount namespace and goes with it. Install phases: **fetch** (as `fuse`),
 //! **squashfuse** (start each daemon and wait until its mount is up), **overlay**.
+//! Upgrade: as the `overlay` model's, with squashfuse layers (see `upgrade`).
 
 use crate::formats::squashfs::ImageOptions;
 use crate::mirror_files::{fetch_image, sync_dir};
@@ -43,6 +44,10 @@ struct State {
     /// Mount points in mount order.
     mounts: Vec<PathBuf>,
     daemons: Vec<Child>,
+    /// Each installed package's squashfuse mount, in install order.
+    layers: Vec<PathBuf>,
+    /// Upgrades so far: names the new layers and view of the next one.
+    generation: u32,
 }
 
 impl SquashfuseModel {
@@ -110,14 +115,62 @@ impl Model for SquashfuseModel {
             times.time("squashfuse", || start_squashfuse(image, &layer, state))?;
             lowers.push(layer);
         }
-        if lowers.len() == 1 {
-            let empty = ctx.target.join("empty");
-            std::fs::create_dir_all(&empty)
-                .with_context(|| format!("creating {}", empty.display()))?;
-            lowers.push(empty);
-        }
-        times.time("overlay", || mount_overlay(&lowers, &view, MountApi::New))?;
+        state.layers = lowers.clone();
+        times.time("overlay", || mount_union(&lowers, &view, ctx))?;
         state.mounts.push(view);
+        Ok(times)
+    }
+
+    /// As the `overlay` model upgrades, with squashfuse mounts for layers: per new
+    /// version **fetch** and **squashfuse** (a new `squashfuse_ll` at `layers/N.G`), a new
+    /// overlay at `view-G` over the new layer list (**overlay**: the switch), then
+    /// **release**: the old view and the replaced layers unmounted (their daemons exit
+    /// with their mounts). A failure leaves the old view in place; teardown unmounts all.
+    fn upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<PhaseTimes> {
+        let Some(state) = self.state.as_mut() else {
+            bail!("ref-squashfuse: upgrade before install");
+        };
+        if state.layers.len() != installed.len() {
+            bail!("ref-squashfuse: the installed set is not the one this install mounted");
+        }
+        state.generation += 1;
+        let g = state.generation;
+        let images = ctx.target.join("images");
+        let mut times = PhaseTimes::default();
+        let mut layers = state.layers.clone();
+        let mut replaced = Vec::with_capacity(to.len());
+        for art in to {
+            let i = installed
+                .iter()
+                .position(|a| a.package == art.package)
+                .with_context(|| format!("ref-squashfuse: {} is not installed", art.package))?;
+            let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+            let layer = ctx.target.join("layers").join(format!("{i}.{g}"));
+            times.time("squashfuse", || start_squashfuse(&image, &layer, state))?;
+            replaced.push(std::mem::replace(&mut layers[i], layer));
+        }
+        if ctx.durability != Durability::None {
+            times.time("fetch", || sync_dir(&images))?;
+        }
+        let view = ctx.target.join(format!("view-{g}"));
+        std::fs::create_dir_all(&view).with_context(|| format!("creating {}", view.display()))?;
+        times.time("overlay", || mount_union(&layers, &view, ctx))?;
+        state.mounts.push(view.clone());
+        let old_view = std::mem::replace(&mut state.view, view);
+        state.layers = layers;
+        times.time("release", || -> Result<()> {
+            for point in std::iter::once(&old_view).chain(&replaced) {
+                umount2(point, MntFlags::MNT_DETACH)
+                    .with_context(|| format!("unmounting {}", point.display()))?;
+                state.mounts.retain(|m| m != point);
+            }
+            Ok(())
+        })?;
         Ok(times)
     }
 
@@ -173,6 +226,18 @@ impl Model for SquashfuseModel {
             None => Ok(()),
         }
     }
+}
+
+/// Mounts one read-only overlay of `layers` (first on top) at `view`; a single layer gets
+/// an empty one beneath, since an overlay needs two.
+fn mount_union(layers: &[PathBuf], view: &Path, ctx: &RunCtx) -> Result<()> {
+    let mut lowers = layers.to_vec();
+    if lowers.len() == 1 {
+        let empty = ctx.target.join("empty");
+        std::fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
+        lowers.push(empty);
+    }
+    mount_overlay(&lowers, view, MountApi::New).map(drop)
 }
 
 /// Starts `squashfuse_ll -f IMAGE LAYER` and waits until LAYER is a mount.
