@@ -78,3 +78,32 @@ pub fn upgrade_fixture(
         crate::mirror::trees_of(&release.packages),
     )
 }
+
+/// Backing files of every attached loop device (`/sys/block/loop*/loop/backing_file`; a
+/// removed file ends in " (deleted)").
+pub fn loop_backing_files() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            out.push(file.trim().to_string());
+        }
+    }
+    out
+}
+
+/// Waits up to 10 s for `done`, failing the test with `what` after that: the kernel
+/// releases a loop device after its last mount goes in task work, not within the
+/// unmount call or the process exit.
+pub fn eventually(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -11,6 +11,7 @@
 //! `PKGBENCH_CRASH_MODELS` (comma-separated), `PKGBENCH_CRASH_SEED`,
 //! `PKGBENCH_CRASH_CORPUS`.
 
+use harness::testing::loop_backing_files;
 use harness::testing::require_root;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -80,17 +81,6 @@ fn host_state() -> (Vec<String>, Vec<String>) {
         .map(str::to_string)
         .collect();
     (mounts, loops)
-}
-
-/// Backing files of every attached loop device.
-fn loop_backing_files() -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
-        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-            out.push(file.trim().to_string());
-        }
-    }
-    out
 }
 
 /// What the host still holds of the trial's work directory: mounts and loop devices.

@@ -10,6 +10,7 @@
 //! private mount namespace (the test binary re-executed under `unshare --mount
 //! --propagation private`, as overlay_model.rs does), so it cannot outlive the test.
 
+use harness::testing::loop_backing_files;
 use harness::testing::{in_private_mount_namespace, require_root};
 use models::fuse::FuseModel;
 use models::hooks::HooksModel;
@@ -229,16 +230,6 @@ fn assert_nothing_mounted_below(work: &Path) {
         .map(str::to_string)
         .collect();
     assert!(mounts.is_empty(), "{mounts:?}");
-}
-
-fn loop_backing_files() -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
-        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-            out.push(file.trim().to_string());
-        }
-    }
-    out
 }
 
 #[test]

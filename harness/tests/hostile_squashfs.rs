@@ -7,6 +7,7 @@
 //! binary re-executed under `unshare --mount --propagation private`, as
 //! harness/tests/overlay_model.rs does), so nothing it mounts can outlive it.
 
+use harness::testing::loop_backing_files;
 use harness::testing::{in_private_mount_namespace, require_root};
 use models::overlay::OverlayModel;
 use models::{Durability, Model, PackageTree, RunCtx};
@@ -64,16 +65,6 @@ fn corruptions() -> Vec<(&'static str, Corruption)> {
             put(i, 72, &(1u64 << 40).to_le_bytes())
         }),
     ]
-}
-
-fn loop_backing_files() -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
-        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-            out.push(file.trim().to_string());
-        }
-    }
-    out
 }
 
 fn mounts_under(dir: &str) -> Vec<String> {

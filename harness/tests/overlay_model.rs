@@ -6,6 +6,7 @@
 //! private`), so nothing it mounts can outlive it.
 
 use harness::conformance::run_conformance;
+use harness::testing::{eventually, loop_backing_files};
 use harness::testing::{in_private_mount_namespace, require_root, take_turn};
 use models::overlay::stack::MountApi;
 use models::overlay::OverlayModel;
@@ -29,30 +30,6 @@ fn host_state() -> (Vec<String>, String) {
         .collect();
     let loops = Command::new("losetup").arg("-a").output().unwrap();
     (mounts, String::from_utf8_lossy(&loops.stdout).into_owned())
-}
-
-/// Backing files of every attached loop device.
-fn loop_backing_files() -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
-        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-            out.push(file.trim().to_string());
-        }
-    }
-    out
-}
-
-/// Waits up to 10 s for `done`: the kernel releases loop devices after the last mount
-/// goes, which after a process exit happens in task work, not within the exit call.
-fn eventually(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn mounts_under(dir: &Path) -> Vec<String> {

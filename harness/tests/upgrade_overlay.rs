@@ -6,38 +6,14 @@
 //! mounting runs in a private mount namespace, as in `overlay_model.rs`.
 
 use harness::conformance::{check_view, digest_of_trees, run_upgrade_conformance};
+use harness::testing::{eventually, loop_backing_files};
 use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-
-/// Backing files of every attached loop device (a removed one ends in " (deleted)").
-fn loop_backing_files() -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/sys/block").unwrap().flatten() {
-        if let Ok(file) = fs::read_to_string(entry.path().join("loop/backing_file")) {
-            out.push(file.trim().to_string());
-        }
-    }
-    out
-}
-
-/// Waits up to 10 s for `done`: the kernel releases a loop device after its last mount
-/// goes, in task work rather than within the unmount call.
-fn eventually(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// (mount point, filesystem type) of every mount under `dir`.
 fn mounts_under(dir: &Path) -> Vec<(String, String)> {
