@@ -107,3 +107,35 @@ pub fn eventually(what: &str, done: impl Fn() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A tiny package tree at `work/src/NAME_VERSION` with the given files (path, contents);
+/// a path ending in `/` is a directory. No dependencies, scripts or triggers.
+pub fn tiny_package(
+    work: &std::path::Path,
+    name: &str,
+    version: &str,
+    files: &[(&str, &str)],
+) -> models::PackageTree {
+    let root = work.join("src").join(format!("{name}_{version}"));
+    std::fs::create_dir_all(&root).expect("creating a tiny package's root");
+    for (path, contents) in files {
+        let p = root.join(path);
+        if path.ends_with('/') {
+            std::fs::create_dir_all(&p).expect("creating a tiny package's directory");
+        } else {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).expect("creating a tiny package's directory");
+            }
+            std::fs::write(&p, contents).expect("writing a tiny package's file");
+        }
+    }
+    models::PackageTree {
+        name: name.into(),
+        version: version.into(),
+        root,
+        depends: vec![],
+        pre_depends: vec![],
+        scripts: Default::default(),
+        triggers: vec![],
+    }
+}

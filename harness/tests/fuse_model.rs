@@ -9,7 +9,6 @@ use harness::conformance::run_conformance;
 use harness::testing::{in_private_mount_namespace, require_root, take_turn};
 use models::fuse::FuseModel;
 use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx};
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -174,26 +173,7 @@ fn root_fuse_eight_threads_reading_different_and_the_same_files_get_the_right_by
 /// A tiny package with the given files (path, contents); a path ending in `/` is a
 /// directory.
 fn tiny(root: &Path, name: &str, files: &[(&str, &str)]) -> PackageTree {
-    let pkg = root.join("src").join(name);
-    fs::create_dir_all(&pkg).unwrap();
-    for (path, contents) in files {
-        let p = pkg.join(path);
-        if path.ends_with('/') {
-            fs::create_dir_all(&p).unwrap();
-        } else {
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(&p, contents).unwrap();
-        }
-    }
-    PackageTree {
-        name: name.into(),
-        version: "1".into(),
-        root: pkg,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts: BTreeMap::new(),
-        triggers: vec![],
-    }
+    harness::testing::tiny_package(root, name, "1", files)
 }
 
 fn pack_all(model: &FuseModel, work: &Path, trees: &[PackageTree]) -> (Vec<Artifact>, RunCtx) {

@@ -247,25 +247,7 @@ fn root_fuse_upgrade_replaces_what_the_kernel_cached_without_remounting() {
 /// A package with the given files (path, contents); a path ending in `/` is a
 /// directory.
 fn tiny(work: &Path, name: &str, version: &str, files: &[(&str, &str)]) -> PackageTree {
-    let pkg = work.join("src").join(format!("{name}_{version}"));
-    for (path, contents) in files {
-        let p = pkg.join(path);
-        if path.ends_with('/') {
-            fs::create_dir_all(&p).unwrap();
-        } else {
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(&p, contents).unwrap();
-        }
-    }
-    PackageTree {
-        name: name.into(),
-        version: version.into(),
-        root: pkg,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts: BTreeMap::new(),
-        triggers: vec![],
-    }
+    harness::testing::tiny_package(work, name, version, files)
 }
 
 #[test]

@@ -69,6 +69,19 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Creates the store and profiles directories below `target` (made absolute and
+    /// resolved, since store paths are absolute): the first step of an install.
+    pub fn create(target: &Path) -> Result<Layout> {
+        fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+        let target =
+            fs::canonicalize(target).with_context(|| format!("resolving {}", target.display()))?;
+        let layout = Layout::new(&target);
+        for dir in [&layout.store, &layout.profiles] {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(layout)
+    }
+
     /// The view of an install into this layout: the profile, seeing through its links
     /// into the store.
     pub fn view(&self) -> View {
@@ -131,14 +144,7 @@ impl Model for NarModel {
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
-        fs::create_dir_all(&ctx.target)
-            .with_context(|| format!("creating {}", ctx.target.display()))?;
-        let target = fs::canonicalize(&ctx.target)
-            .with_context(|| format!("resolving {}", ctx.target.display()))?;
-        let layout = Layout::new(&target);
-        for dir in [&layout.store, &layout.profiles] {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        let layout = Layout::create(&ctx.target)?;
         self.layout = Some(layout.clone());
         let mut times = PhaseTimes::default();
 

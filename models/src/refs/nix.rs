@@ -17,7 +17,6 @@ use crate::nar::substitute::nar_file;
 use crate::nar::{make_profile, pack, read_narinfos, Layout};
 use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{anyhow, bail, Context, Result};
-use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,14 +122,7 @@ impl Model for NixStoreModel {
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
-        fs::create_dir_all(&ctx.target)
-            .with_context(|| format!("creating {}", ctx.target.display()))?;
-        let target = fs::canonicalize(&ctx.target)
-            .with_context(|| format!("resolving {}", ctx.target.display()))?;
-        let layout = Layout::new(&target);
-        for dir in [&layout.store, &layout.profiles] {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        let layout = Layout::create(&ctx.target)?;
         self.layout = Some(layout.clone());
         let mut times = PhaseTimes::default();
         times.time("restore", || restore_all(set, ctx, &layout))?;
