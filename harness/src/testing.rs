@@ -139,3 +139,19 @@ pub fn tiny_package(
         triggers: vec![],
     }
 }
+
+/// Command lines of the running fuse daemons (`harness fuse-daemon ...`), arguments
+/// joined by spaces.
+pub fn fuse_daemons() -> Vec<String> {
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    proc.filter_map(|e| {
+        let cmdline = std::fs::read(e.ok()?.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        cmdline
+            .contains(models::fuse::server::SUBCOMMAND)
+            .then_some(cmdline)
+    })
+    .collect()
+}

@@ -68,13 +68,11 @@ fn host_state() -> (Vec<String>, Vec<String>) {
         })
         .map(str::to_string)
         .collect();
-    mounts.extend(fs::read_dir("/proc").unwrap().filter_map(|e| {
-        let cmdline = fs::read(e.ok()?.path().join("cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        cmdline
-            .contains(models::fuse::server::SUBCOMMAND)
-            .then(|| format!("process: {cmdline}"))
-    }));
+    mounts.extend(
+        harness::testing::fuse_daemons()
+            .into_iter()
+            .map(|cmdline| format!("process: {cmdline}")),
+    );
     let loops = Command::new("losetup").arg("-a").output().unwrap();
     let loops = String::from_utf8_lossy(&loops.stdout)
         .lines()

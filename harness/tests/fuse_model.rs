@@ -392,15 +392,8 @@ fn daemons_left(prefix: &Path) -> Vec<String> {
     let prefix = prefix.to_string_lossy().into_owned();
     let start = Instant::now();
     loop {
-        let left: Vec<String> = fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| {
-                let cmdline = fs::read(e.ok()?.path().join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                (cmdline.contains(models::fuse::server::SUBCOMMAND) && cmdline.contains(&prefix))
-                    .then_some(cmdline)
-            })
-            .collect();
+        let mut left = harness::testing::fuse_daemons();
+        left.retain(|cmdline| cmdline.contains(&prefix));
         if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
             return left;
         }
