@@ -68,6 +68,7 @@ pub fn run_conformance(
         jobs: 4,
     };
     let outcome = (|| {
+        model.prepare(&artifacts, &ctx).context("prepare")?;
         let times = model.install(&artifacts, &ctx).context("install")?;
         let view = model.view();
         let check = check_view(&view, &corpus.digest)?;
@@ -137,6 +138,7 @@ pub fn run_upgrade_conformance(
         jobs: 4,
     };
     let outcome = (|| {
+        model.prepare(&installed, &ctx).context("prepare")?;
         model.install(&installed, &ctx).context("install")?;
         let check = check_view(&model.view(), &before_digest)?;
         if !check.matches {

@@ -101,6 +101,8 @@ impl Workload {
 pub enum Event {
     /// The target was emptied; carries whether it was found empty afterwards.
     TargetEmpty(bool),
+    /// The model's untimed preparation of the empty target (`Model::prepare`).
+    Prepare,
     DropCaches,
     ResetModelCaches,
     Install,
@@ -305,17 +307,22 @@ fn one_iteration(
     progress("emptying target");
     empty_dir(target)?;
     events.push(Event::TargetEmpty(is_empty_dir(target)?));
-    if can_drop {
-        caches.drop_caches()?;
-        events.push(Event::DropCaches);
-    }
-    progress("install");
     let ctx = RunCtx {
         target: target.to_path_buf(),
         mirror: setup.mirror.to_path_buf(),
         durability: plan.durability,
         jobs: plan.jobs,
     };
+    progress("preparing the target");
+    model
+        .prepare(setup.artifacts, &ctx)
+        .context("preparing the target")?;
+    events.push(Event::Prepare);
+    if can_drop {
+        caches.drop_caches()?;
+        events.push(Event::DropCaches);
+    }
+    progress("install");
     let sample = SampleClock::start(&model.service_pids());
     let phases = model.install(setup.artifacts, &ctx).context("install")?;
     let metrics = measured.entry(Workload::Install).or_default();

@@ -127,10 +127,11 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
     assert_eq!(result.status, Status::Ok, "{:?}", result.reason);
     assert_eq!(result.digest_matches, Some(true));
 
-    // One iteration: target emptied, caches dropped, install, digest, then per read
+    // One iteration: target emptied, the model's untimed preparation, caches dropped, install, digest, then per read
     // workload: drop, reset the model's caches, sample; finally teardown.
     let iteration = vec![
         Event::TargetEmpty(true),
+        Event::Prepare,
         Event::DropCaches,
         Event::Install,
         Event::Digest,

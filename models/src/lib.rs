@@ -165,8 +165,16 @@ pub trait Model: Send {
     fn format_version(&self) -> u32;
     /// Packs one package into the mirror (untimed).
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact>;
-    /// Installs `set` into `ctx.target`, which is empty. Timed by the caller as a whole;
-    /// returns the time of each phase.
+    /// Puts in place, untimed, what the real system already has before an install
+    /// starts (apt's package lists read from the repository's index): called on the
+    /// empty target before the caches are dropped and the install's clock starts.
+    /// Nothing a model's install must do itself (fetch, verify, write) belongs here.
+    fn prepare(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<()> {
+        let _ = (set, ctx);
+        Ok(())
+    }
+    /// Installs `set` into `ctx.target`, which is empty but for what `prepare` put
+    /// there. Timed by the caller as a whole; returns the time of each phase.
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes>;
     /// Upgrades what the last install put in place: every artifact of `to` is a new
     /// version of the installed package of the same name and replaces it (its files may
