@@ -106,6 +106,8 @@ pub enum Event {
     DropCaches,
     ResetModelCaches,
     Install,
+    /// The timed `syncfs` after an install or upgrade (`durable_wall_ns`).
+    Sync,
     Digest,
     Sample(Workload),
     Teardown,
@@ -264,6 +266,9 @@ pub fn run_model(
             }
         }
         w.status = Some(Status::Ok);
+        // warm-read is warm by definition; every other sample starts from dropped caches
+        // when the run may drop them (the cold reads are refused otherwise, above).
+        w.caches_dropped = Some(*workload != Workload::WarmRead && cold_refusal.is_none());
         if let Some(metrics) = samples.remove(workload) {
             for (k, v) in metrics {
                 if let Some(s) = Summary::of(&v) {
@@ -328,6 +333,7 @@ fn one_iteration(
     let metrics = measured.entry(Workload::Install).or_default();
     sample.stop(metrics, &model.service_pids());
     events.push(Event::Install);
+    record_durable(metrics, target, events)?;
     for (phase, d) in &phases.phases {
         metrics.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
     }
@@ -409,6 +415,7 @@ fn one_iteration(
                 let m = measured.entry(Workload::Upgrade).or_default();
                 sample.stop(m, &model.service_pids());
                 events.push(Event::Sample(Workload::Upgrade));
+                record_durable(m, target, events)?;
                 for (phase, d) in &phases.phases {
                     m.insert(format!("phase_{phase}_ns"), d.as_nanos() as f64);
                 }
@@ -472,6 +479,34 @@ fn exec_sample(
     exec_in_chroot(&root.path, cmd)?;
     m.insert("warm_wall_ns".into(), warm.elapsed().as_nanos() as f64);
     Ok(m)
+}
+
+/// Times the flush of what an install or upgrade left dirty, right after it returned and
+/// before anything else can sync (the digest only reads): `sync_ns` is one `syncfs` of
+/// the target's filesystem, which holds everything a model writes (root, store, images,
+/// databases), and `durable_wall_ns` the model's own time plus that flush: the time
+/// until the state would survive a power cut. A model that syncs as it goes (dpkg) has
+/// little left to flush; one that leaves dirty pages (Nix's store paths) pays here.
+fn record_durable(
+    metrics: &mut BTreeMap<String, f64>,
+    target: &Path,
+    events: &mut Vec<Event>,
+) -> Result<()> {
+    let flushed = sync_filesystem_of(target)?;
+    events.push(Event::Sync);
+    let wall = metrics.get("wall_ns").copied().unwrap_or_default();
+    metrics.insert("sync_ns".into(), flushed.as_nanos() as f64);
+    metrics.insert("durable_wall_ns".into(), wall + flushed.as_nanos() as f64);
+    Ok(())
+}
+
+/// One timed `syncfs` of the filesystem holding `dir`.
+pub fn sync_filesystem_of(dir: &Path) -> Result<std::time::Duration> {
+    let fd =
+        fs::File::open(dir).with_context(|| format!("opening {} to sync it", dir.display()))?;
+    let start = Instant::now();
+    rustix::fs::syncfs(&fd).with_context(|| format!("syncfs of {}", dir.display()))?;
+    Ok(start.elapsed())
 }
 
 /// Wall time and resource counters of one sample.

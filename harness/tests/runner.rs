@@ -134,6 +134,7 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         Event::Prepare,
         Event::DropCaches,
         Event::Install,
+        Event::Sync,
         Event::Digest,
         Event::DropCaches,
         Event::ResetModelCaches,
@@ -144,6 +145,7 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         Event::Sample(Workload::WarmRead),
         Event::DropCaches,
         Event::Sample(Workload::Upgrade),
+        Event::Sync,
         Event::Digest,
         Event::Teardown,
     ];
@@ -175,6 +177,25 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         assert_eq!(wall.samples.len(), 3, "{w}");
         assert!(wall.min > 0.0 && wall.min <= wall.median && wall.median <= wall.max);
     }
+    // Install and upgrade carry their time to a durable state: the model's own time plus
+    // the timed flush right after it, sample by sample.
+    for w in ["install", "upgrade"] {
+        let m = &result.workloads[w].metrics;
+        let (wall, sync, durable) = (
+            &m["wall_ns"].samples,
+            &m["sync_ns"].samples,
+            &m["durable_wall_ns"].samples,
+        );
+        for i in 0..3 {
+            assert_eq!(durable[i], wall[i] + sync[i], "{w} sample {i}");
+            assert!(sync[i] > 0.0, "{w}: the syncfs was not timed");
+        }
+        assert_eq!(result.workloads[w].caches_dropped, Some(true), "{w}");
+    }
+    assert_eq!(result.workloads["warm-read"].caches_dropped, Some(false));
+    assert!(!result.workloads["cold-read"]
+        .metrics
+        .contains_key("durable_wall_ns"));
     assert_eq!(
         result.workloads["cold-read"].metrics["read_bytes"].median,
         4000.0
@@ -218,6 +239,19 @@ fn without_the_privilege_to_drop_caches_cold_samples_are_refused_not_recorded_wa
     assert_eq!(
         result.workloads["install"].metrics["wall_ns"].samples.len(),
         3
+    );
+    // Timed warm, and labelled so: in results.json and in the table.
+    for w in ["install", "upgrade"] {
+        assert_eq!(result.workloads[w].caches_dropped, Some(false), "{w}");
+    }
+    let table = harness::results::table::render_table(&harness::mock::results_with(vec![result]));
+    let install_line = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("install"))
+        .unwrap_or_default();
+    assert!(
+        install_line.contains("warm: caches could not be dropped"),
+        "{table}"
     );
 }
 

@@ -1,5 +1,6 @@
 //! Per workload: grouped bars of the median wall time by model, one bar per results
-//! file in each group, with whiskers for the 95% interval of the median.
+//! file in each group, with whiskers for the 95% interval of the median; for install and
+//! upgrade a second figure of the time to a durable state (`durable_wall_ns`).
 
 use super::{both_formats, drawing, model_chart, Series, FONT, PALETTE};
 use anyhow::Result;
@@ -10,11 +11,18 @@ use std::path::{Path, PathBuf};
 /// (model, [(median, low, high) per series, None where the series lacks it]).
 type Groups = Vec<(String, Vec<Option<(f64, f64, f64)>>)>;
 
-fn groups(series: &[Series], workload: &str) -> Groups {
+/// The metrics drawn as bars: the time the model returns, and the time until its state
+/// is durable (only install and upgrade have it), with their file suffix and axis label.
+pub const METRICS: [(&str, &str, &str); 2] = [
+    ("wall_ns", "", "wall time"),
+    ("durable_wall_ns", "-durable", "time to durable state"),
+];
+
+fn groups(series: &[Series], workload: &str, metric: &str) -> Groups {
     let mut models: Vec<&str> = series
         .iter()
         .flat_map(|s| s.measured.keys())
-        .filter(|k| k.1 == workload && k.2 == "wall_ns")
+        .filter(|k| k.1 == workload && k.2 == metric)
         .map(|k| k.0.as_str())
         .collect();
     models.dedup();
@@ -31,11 +39,7 @@ fn groups(series: &[Series], workload: &str) -> Groups {
                 .iter()
                 .map(|s| {
                     s.measured
-                        .get(&(
-                            model.to_string(),
-                            workload.to_string(),
-                            "wall_ns".to_string(),
-                        ))
+                        .get(&(model.to_string(), workload.to_string(), metric.to_string()))
                         .map(|m| (m.median / 1e6, m.low / 1e6, m.high / 1e6))
                 })
                 .collect();
@@ -44,25 +48,32 @@ fn groups(series: &[Series], workload: &str) -> Groups {
         .collect()
 }
 
+/// The figures of one workload: one per metric of `METRICS` it has.
 pub fn plot_workload(series: &[Series], workload: &str, out: &Path) -> Result<Vec<PathBuf>> {
-    let data = groups(series, workload);
-    if data.is_empty() {
-        return Ok(Vec::new());
+    let mut written = Vec::new();
+    for (metric, suffix, what) in METRICS {
+        let data = groups(series, workload, metric);
+        if data.is_empty() {
+            continue;
+        }
+        let labels: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
+        let base = out.join(format!("{workload}{suffix}"));
+        let title = format!("{workload}: median {what}, 95% interval");
+        let axis = format!("{what} (ms)");
+        written.extend(both_formats(
+            &base,
+            |a| draw(a, &base, &title, &axis, &data, &labels),
+            |a| draw(a, &base, &title, &axis, &data, &labels),
+        )?);
     }
-    let labels: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
-    let base = out.join(workload);
-    let title = format!("{workload}: median wall time, 95% interval");
-    both_formats(
-        &base,
-        |a| draw(a, &base, &title, &data, &labels),
-        |a| draw(a, &base, &title, &data, &labels),
-    )
+    Ok(written)
 }
 
 fn draw<DB: DrawingBackend>(
     area: DrawingArea<DB, Shift>,
     figure: &Path,
     title: &str,
+    axis: &str,
     data: &Groups,
     labels: &[String],
 ) -> Result<()> {
@@ -74,7 +85,7 @@ fn draw<DB: DrawingBackend>(
         .fold(0.0f64, f64::max)
         * 1.15;
     let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
-    let mut chart = model_chart(&area, figure, title, &names, ymax, "wall time (ms)")?;
+    let mut chart = model_chart(&area, figure, title, &names, ymax, axis)?;
     let width = 0.8 / per_group as f64;
     for (g, (_, bars)) in data.iter().enumerate() {
         for (s, bar) in bars.iter().enumerate() {

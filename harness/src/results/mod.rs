@@ -151,6 +151,10 @@ impl ModelResult {
 pub struct WorkloadResult {
     pub status: Option<Status>,
     pub reason: Option<String>,
+    /// Whether every sample started from dropped caches; `false` for `warm-read` (warm
+    /// by definition) and, in a run without the privilege to drop caches, for `install`
+    /// and `upgrade`, which are then timed warm. Null for a workload that did not run.
+    pub caches_dropped: Option<bool>,
     /// Metric name (unit in the name) to its measured samples and summary.
     pub metrics: BTreeMap<String, Summary>,
 }

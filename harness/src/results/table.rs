@@ -1,5 +1,7 @@
 //! The table printed at the end of a run: per model and workload the median wall time
-//! with its range, and the install phases.
+//! with its range, for install and upgrade the median time to a durable state (the
+//! model's time plus the flush of what it left dirty), and the phases. A workload timed
+//! without dropped caches where it should start cold is marked `warm`.
 
 use super::{RunResults, Status};
 use std::fmt::Write as _;
@@ -12,8 +14,8 @@ pub fn render_table(results: &RunResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<10} {:>11} {:>21}  detail",
-        "model", "workload", "median ms", "min..max ms"
+        "{:<14} {:<10} {:>11} {:>21} {:>11}  detail",
+        "model", "workload", "median ms", "min..max ms", "durable ms"
     );
     for model in &results.models {
         if model.status != Status::Ok {
@@ -35,21 +37,26 @@ pub fn render_table(results: &RunResults) -> String {
             let Some(wall) = w.metrics.get("wall_ns") else {
                 continue;
             };
-            let detail: Vec<String> = w
+            let mut detail: Vec<String> = Vec::new();
+            if w.caches_dropped == Some(false) && workload != "warm-read" {
+                detail.push("warm: caches could not be dropped".into());
+            }
+            detail.extend(w.metrics.iter().filter_map(|(k, s)| {
+                let phase = k.strip_prefix("phase_")?.strip_suffix("_ns")?;
+                Some(format!("{phase} {}", ms(s.median)))
+            }));
+            let durable = w
                 .metrics
-                .iter()
-                .filter_map(|(k, s)| {
-                    let phase = k.strip_prefix("phase_")?.strip_suffix("_ns")?;
-                    Some(format!("{phase} {}", ms(s.median)))
-                })
-                .collect();
+                .get("durable_wall_ns")
+                .map_or_else(|| "-".to_string(), |d| ms(d.median));
             let _ = writeln!(
                 out,
-                "{:<14} {:<10} {:>11} {:>21}  {}",
+                "{:<14} {:<10} {:>11} {:>21} {:>11}  {}",
                 model.name,
                 workload,
                 ms(wall.median),
                 format!("{}..{}", ms(wall.min), ms(wall.max)),
+                durable,
                 detail.join(", ")
             );
         }
