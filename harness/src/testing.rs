@@ -155,3 +155,14 @@ pub fn fuse_daemons() -> Vec<String> {
     })
     .collect()
 }
+
+/// Makes the mirror's index publish the file `art` names as it now is (its sha256 and
+/// size), as a publisher of a broken image would: for tests of what happens past the
+/// fetch's hash check, such as the kernel's refusal of a corrupt SquashFS image.
+pub fn republish(art: &mut models::Artifact, mirror: &std::path::Path) {
+    let file = mirror.join(art.files.first().expect("an artifact with a file"));
+    let (sha256, size) =
+        models::mirror_files::sha256_and_size(&file).expect("hashing a republished file");
+    art.sha256 = sha256;
+    art.size_bytes = size;
+}

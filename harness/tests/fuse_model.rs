@@ -62,7 +62,7 @@ fn root_fuse_passes_conformance() {
         let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
         let mut model = FuseModel::new();
         let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
-        for phase in ["mount", "fetch", "notify"] {
+        for phase in ["mount", "fetch", "verify", "notify"] {
             assert!(
                 times.get(phase).is_some_and(|d| !d.is_zero()),
                 "phase {phase} not timed: {times:?}"
@@ -351,8 +351,10 @@ fn root_fuse_a_failed_install_is_torn_down_without_a_mount_left() {
             })
             .collect();
         let mut model = FuseModel::new();
-        let (set, ctx) = pack_all(&model, work.path(), &trees);
+        let (mut set, ctx) = pack_all(&model, work.path(), &trees);
+        // Not a SquashFS image, and the index says so: the daemon must refuse it.
         fs::write(ctx.mirror.join(&set[2].files[0]), vec![0x55u8; 8192]).unwrap();
+        harness::testing::republish(&mut set[2], &ctx.mirror);
         let err = format!("{:#}", model.install(&set, &ctx).unwrap_err());
         assert!(
             err.contains("p2_1.sqfs") && err.contains("not a SquashFS image"),

@@ -88,7 +88,7 @@ fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_
         let mirror = work.path().join("mirror");
         fs::create_dir(&mirror).unwrap();
         let mut model = OverlayModel::new();
-        let set = vec![
+        let mut set = vec![
             model.pack(&package(work.path(), "good"), &mirror).unwrap(),
             model.pack(&package(work.path(), "bad"), &mirror).unwrap(),
         ];
@@ -99,6 +99,9 @@ fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_
             let mut image = pristine.clone();
             corrupt(&mut image);
             fs::write(&bad_image, &image).unwrap();
+            // The index publishes the corrupt image: past the fetch's hash check, the
+            // kernel's mount is what must refuse it.
+            harness::testing::republish(&mut set[1], &mirror);
             let ctx = RunCtx {
                 target: work.path().join(format!("target-{i}")),
                 mirror: mirror.clone(),

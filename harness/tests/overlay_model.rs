@@ -49,7 +49,7 @@ fn conformance(test: &str, legacy: bool) {
         let mut model = OverlayModel::new();
         model.force_legacy_mount = legacy;
         let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
-        for phase in ["fetch", "loop", "squashfs", "overlay"] {
+        for phase in ["fetch", "verify", "loop", "squashfs", "overlay"] {
             assert!(
                 times.get(phase).is_some_and(|d| !d.is_zero()),
                 "phase {phase} not timed: {times:?}"
@@ -200,12 +200,14 @@ fn root_a_failed_install_is_torn_down_without_a_mount_or_loop_device_left() {
         let mut model = OverlayModel::new();
         let mirror = work.path().join("mirror");
         fs::create_dir_all(&mirror).unwrap();
-        let set: Vec<_> = trees
+        let mut set: Vec<_> = trees
             .iter()
             .map(|t| model.pack(t, &mirror).unwrap())
             .collect();
-        // The third image is not a SquashFS image: its mount fails after two succeeded.
+        // The third image is not a SquashFS image (and the index says so): its mount
+        // fails after two succeeded.
         fs::write(mirror.join(&set[2].files[0]), vec![0x55u8; 8192]).unwrap();
+        harness::testing::republish(&mut set[2], &mirror);
         let ctx = RunCtx {
             target: work.path().join("target"),
             mirror,

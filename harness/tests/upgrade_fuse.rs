@@ -109,7 +109,7 @@ fn root_fuse_upgrade_passes_conformance() {
         assert!(!new.is_empty(), "the point release upgrades nothing");
         let mut model = FuseModel::new();
         let times = run_upgrade_conformance(&mut model, &old, &new, work.path()).unwrap();
-        for phase in ["fetch", "notify"] {
+        for phase in ["fetch", "verify", "notify"] {
             assert!(
                 times.get(phase).is_some_and(|d| !d.is_zero()),
                 "phase {phase} not timed: {times:?}"

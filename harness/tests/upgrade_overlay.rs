@@ -135,7 +135,7 @@ fn root_overlay_upgrade_passes_conformance_and_releases_the_old_view() {
             after: None,
         };
         let times = run_upgrade_conformance(&mut model, &old, &new, work.path()).unwrap();
-        for phase in ["fetch", "loop", "squashfs", "overlay", "release"] {
+        for phase in ["fetch", "verify", "loop", "squashfs", "overlay", "release"] {
             assert!(
                 times.get(phase).is_some_and(|d| !d.is_zero()),
                 "phase {phase} not timed: {times:?}"
@@ -214,8 +214,12 @@ fn root_overlay_refuses_a_corrupt_new_image_and_keeps_the_old_view() {
 
         // The last new image is not SquashFS: its mount fails after the first new
         // layer was mounted, which must then go too.
-        let corrupt = to.last().unwrap();
+        let mut to = to;
+        let corrupt = to.last_mut().unwrap();
         fs::write(mirror.join(&corrupt.files[0]), vec![0x55u8; 8192]).unwrap();
+        // Published as it is: past the hash check, the mount must refuse it.
+        harness::testing::republish(corrupt, &mirror);
+        let corrupt = to.last().unwrap();
         let err = format!("{:#}", model.upgrade(&installed, &to, &ctx).unwrap_err());
         let name = corrupt.files[0].file_name().unwrap().to_string_lossy();
         assert!(err.contains(&*name), "the image is not named: {err}");

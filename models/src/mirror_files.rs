@@ -1,18 +1,51 @@
 //! Mirror files shared by the models: hashing an artifact as a repository index would
-//! publish it, and fetching an image durably into a model's image directory.
+//! publish it, checking a fetched file against that hash, and fetching an image into a
+//! model's image directory, checked and (where the real system does) synced.
 
-use crate::{Artifact, Durability, PackageTree, RunCtx};
-use anyhow::{Context, Result};
+use crate::{Artifact, Durability, PackageTree, PhaseTimes, RunCtx};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-/// Copies the image into the image directory: under a temporary name, synced unless
-/// durability is `none`, then renamed: a mount or a daemon must never open a torn image.
-/// When any step fails (a full disk), the temporary file is removed: a partial image
-/// is never left behind.
-pub fn fetch_image(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBuf> {
+/// Whether a model's image fetch syncs the image before renaming it into place: what its
+/// real system does at durability `native` (snapd: yes; distri: no), always at `full`,
+/// never at `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeSync {
+    /// The real system fsyncs each image before the rename and the directory after.
+    Synced,
+    /// The real system renames without syncing (distri's installer: `os.Create`,
+    /// `io.Copy`, `os.Rename`); the harness's `durable_wall_ns` then times the flush.
+    Unsynced,
+}
+
+impl NativeSync {
+    /// Whether to sync at `durability`.
+    pub fn syncs(self, durability: Durability) -> bool {
+        match durability {
+            Durability::None => false,
+            Durability::Native => self == NativeSync::Synced,
+            Durability::Full => true,
+        }
+    }
+}
+
+/// Fetches one image into the image directory and checks it, as snapd does before it
+/// mounts a snap: **fetch** copies it under a temporary name; **verify** reads it back
+/// and compares its sha256 and size with the mirror's index (`art.sha256`,
+/// `art.size_bytes`); then (still **fetch**) it is synced if `sync` says so and renamed
+/// into place, so a mount or a daemon never opens a torn or unchecked image. When any
+/// step fails (a full disk, a hash mismatch) the temporary file is removed: nothing of
+/// the image is left, mounted or served.
+pub fn fetch_verified_image(
+    art: &Artifact,
+    ctx: &RunCtx,
+    images: &Path,
+    sync: NativeSync,
+    times: &mut PhaseTimes,
+) -> Result<PathBuf> {
     let rel = art
         .files
         .first()
@@ -23,27 +56,53 @@ pub fn fetch_image(art: &Artifact, ctx: &RunCtx, images: &Path) -> Result<PathBu
     let src = ctx.mirror.join(rel);
     let dst = images.join(name);
     let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
-    if let Err(e) = copy_into_place(&src, &tmp, &dst, ctx.durability) {
+    let synced = sync.syncs(ctx.durability);
+    let outcome = (|| -> Result<()> {
+        times.time("fetch", || {
+            fs::copy(&src, &tmp)
+                .map(drop)
+                .with_context(|| format!("fetching {} into {}", src.display(), tmp.display()))
+        })?;
+        times.time("verify", || {
+            verify_fetched(art, &tmp)
+                .with_context(|| format!("package {}: image {}", art.package, rel.display()))
+        })?;
+        times.time("fetch", || -> Result<()> {
+            if synced {
+                File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("syncing {}", tmp.display()))?;
+            }
+            fs::rename(&tmp, &dst).with_context(|| format!("renaming {}", dst.display()))?;
+            if ctx.durability == Durability::Full {
+                sync_dir(images)?;
+            }
+            Ok(())
+        })
+    })();
+    if let Err(e) = outcome {
         // Best effort: the error that matters is the one being returned.
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    if ctx.durability == Durability::Full {
-        sync_dir(images)?;
-    }
     Ok(dst)
 }
 
-/// `src` copied to `tmp`, synced (unless durability is `none`) and renamed to `dst`.
-fn copy_into_place(src: &Path, tmp: &Path, dst: &Path, durability: Durability) -> Result<()> {
-    fs::copy(src, tmp)
-        .with_context(|| format!("fetching {} into {}", src.display(), tmp.display()))?;
-    if durability != Durability::None {
-        File::open(tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", tmp.display()))?;
+/// Checks a fetched file against the mirror index's sha256 and size of it, as apt checks
+/// an archive and snapd a snap; the error names the file and both hashes.
+pub fn verify_fetched(art: &Artifact, fetched: &Path) -> Result<()> {
+    let (sha256, size) = sha256_and_size(fetched)?;
+    if size != art.size_bytes || sha256 != art.sha256 {
+        bail!(
+            "{}: hash sum mismatch (want sha256 {} and {} bytes, got {} and {} bytes)",
+            fetched.display(),
+            art.sha256,
+            art.size_bytes,
+            sha256,
+            size
+        );
     }
-    fs::rename(tmp, dst).with_context(|| format!("renaming {}", dst.display()))
+    Ok(())
 }
 
 /// Syncs a directory, so the renames into it are durable.

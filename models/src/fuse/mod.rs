@@ -18,10 +18,18 @@
 //! Install, timed in phases:
 //! 1. **mount**: start the daemon with an empty union (distri's daemon runs from boot;
 //!    here it is part of getting from an empty target to a view);
-//! 2. per package: **fetch**, copy the image into `TARGET/images` under a temporary name,
-//!    fsynced and renamed (as the `overlay` model does, see its durability note), and
-//!    **notify**, one command over the daemon's control socket: it opens the image and
-//!    merges it (see `server`).
+//! 2. per package: **fetch**, copy the image into `TARGET/images` under a temporary name
+//!    and rename it into place, **verify** (between the two) its sha256 and size against
+//!    the mirror's index, and **notify**, one command over the daemon's control socket:
+//!    it opens the image and merges it (see `server`).
+//!
+//! Durability `native` is distri's: its installer (`cmd/distri/install.go`, `install1`)
+//! writes each image with `os.Create`, `io.Copy` and `os.Rename`, without an fsync, so
+//! nothing is synced here either and the harness's `durable_wall_ns` times the flush
+//! that follows. `full` fsyncs each image before its rename and the image directory at
+//! the end; `none` syncs nothing. distri itself checks no hash of an image: it trusts
+//! its transport (HTTPS for a remote repository). The verify phase gives this model the
+//! same work as every other model (apt, Nix and snapd all check what they fetched).
 //!
 //! Upgrade, timed in phases, per new version (in the order given):
 //! 1. **fetch**: copy its image into `TARGET/images`, as install does, beside the old
@@ -33,7 +41,7 @@
 //!    its `gc`; here that is done at once, so the image directory holds the set the view
 //!    shows). Nothing is remounted: the view is the same mount before and after.
 //!
-//! A durability other than `none` syncs the image directory once at the end (fetch).
+//! Durability `full` syncs the image directory once at the end (fetch).
 //! A failed upgrade returns its error with the union partly upgraded; teardown
 //! unmounts as always.
 //!
@@ -45,8 +53,8 @@
 //! run.
 //!
 //! Where it differs from distri: install names the new image to the daemon instead of
-//! asking it to rescan the image directory; images are not
-//! verified against signatures; no writable `/ro` control files; hard links, xattrs and
+//! asking it to rescan the image directory; images are checked against the mirror's
+//! sha256 (distri checks none) but not against signatures; no writable `/ro` control files; hard links, xattrs and
 //! device nodes are not served. `reset_caches` empties the daemon's metadata caches and
 //! forgets every directory listing; the kernel's caches of the mount (dentries, inodes,
 //! page cache) are dropped by the harness's `drop_caches`, which covers FUSE mounts.
@@ -60,10 +68,13 @@ pub mod union;
 
 pub use fs::FuseOptions;
 
+/// distri's installer renames each image into place without syncing it (module doc).
+const DISTRI_SYNC: NativeSync = NativeSync::Unsynced;
+
 use crate::formats::squashfs::ImageOptions;
-use crate::mirror_files::{fetch_image, sync_dir};
+use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
 use crate::overlay::OverlayModel;
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use daemon::Daemon;
 use std::collections::BTreeMap;
@@ -103,7 +114,7 @@ impl FuseModel {
             bail!("fuse: no daemon running: install first");
         };
         let images = ctx.target.join("images");
-        let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+        let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
         times.time("notify", || daemon.add_image(&image, &name))?;
         self.images.insert(art.package.clone(), (image, name));
@@ -120,7 +131,7 @@ impl FuseModel {
             bail!("fuse: cannot upgrade {}: it is not installed", art.package);
         };
         let images = ctx.target.join("images");
-        let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+        let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
         times.time("notify", || -> Result<()> {
             daemon.replace_image(&old_name, &image, &name)?;
@@ -184,7 +195,7 @@ impl Model for FuseModel {
         for art in set {
             self.add(art, ctx, &mut times)?;
         }
-        if ctx.durability != Durability::None {
+        if DISTRI_SYNC.syncs(ctx.durability) {
             times.time("fetch", || sync_dir(&images))?;
         }
         Ok(times)
@@ -205,7 +216,7 @@ impl Model for FuseModel {
             self.replace(art, ctx, &mut times)
                 .with_context(|| format!("upgrading {} to {}", art.package, art.version))?;
         }
-        if ctx.durability != Durability::None {
+        if DISTRI_SYNC.syncs(ctx.durability) {
             times.time("fetch", || sync_dir(&ctx.target.join("images")))?;
         }
         Ok(times)

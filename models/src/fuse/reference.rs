@@ -16,7 +16,7 @@
 //! Upgrade: as the `overlay` model's, with squashfuse layers (see `upgrade`).
 
 use crate::formats::squashfs::ImageOptions;
-use crate::mirror_files::{fetch_image, sync_dir};
+use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
 use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
@@ -104,7 +104,13 @@ impl Model for SquashfuseModel {
         let mut times = PhaseTimes::default();
         let mut fetched = Vec::with_capacity(set.len());
         for art in set {
-            fetched.push(times.time("fetch", || fetch_image(art, ctx, &images))?);
+            fetched.push(fetch_verified_image(
+                art,
+                ctx,
+                &images,
+                NativeSync::Synced,
+                &mut times,
+            )?);
         }
         if ctx.durability != Durability::None {
             times.time("fetch", || sync_dir(&images))?;
@@ -149,7 +155,7 @@ impl Model for SquashfuseModel {
                 .iter()
                 .position(|a| a.package == art.package)
                 .with_context(|| format!("ref-squashfuse: {} is not installed", art.package))?;
-            let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+            let image = fetch_verified_image(art, ctx, &images, NativeSync::Synced, &mut times)?;
             let layer = ctx.target.join("layers").join(format!("{i}.{g}"));
             times.time("squashfuse", || start_squashfuse(&image, &layer, state))?;
             replaced.push(std::mem::replace(&mut layers[i], layer));

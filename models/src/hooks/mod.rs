@@ -25,10 +25,10 @@ pub mod triggers;
 mod upgrade;
 
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
-use crate::mirror_files::{artifact_for, sha256_and_size};
+use crate::mirror_files::{artifact_for, verify_fetched};
 use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use database::DpkgDatabase;
 use scripts::{run_maintainer_script, HookEnv};
 use std::fs::{self, File};
@@ -389,18 +389,7 @@ fn fetch(art: &Artifact, mirror: &Path, archives: &Path) -> Result<Vec<PathBuf>>
 
 /// apt's hash check of a downloaded archive against the repository index.
 fn verify(art: &Artifact, archive: &Path) -> Result<()> {
-    let (sha256, size) = sha256_and_size(archive)?;
-    if size != art.size_bytes || sha256 != art.sha256 {
-        bail!(
-            "{}: hash sum mismatch (want sha256 {} and {} bytes, got {} and {} bytes)",
-            archive.display(),
-            art.sha256,
-            art.size_bytes,
-            sha256,
-            size
-        );
-    }
-    Ok(())
+    verify_fetched(art, archive).with_context(|| format!("package {}", art.package))
 }
 
 /// dpkg keeps a package's maintainer scripts in `info/PKG.SCRIPT` once it is unpacked.

@@ -9,7 +9,10 @@
 //!
 //! Install, per package in the given order:
 //! 1. **fetch**: copy the image from the mirror into `TARGET/images` (see
-//!    [`Durability`] below);
+//!    [`Durability`] below), and **verify** it before it is renamed into place: its
+//!    sha256 and size against the mirror's index, as snapd checks a downloaded snap's
+//!    SHA3-384 and size against the store's signed `snap-revision` assertion before it
+//!    mounts it (a mismatch names the package and the image, and the image is removed);
 //! 2. **loop**: attach it to a free loop device, read-only, autoclear (`loopdev`);
 //! 3. **squashfs**: mount the device read-only at `TARGET/layers/N`, then close our
 //!    descriptor of the device, so the mount is its only user;
@@ -39,7 +42,8 @@
 //! Teardown unmounts every mount still listed (the current generation's, and anything
 //! of an older one that failed to unmount), deepest first, with a lazy detach; the loop
 //! devices then detach themselves (autoclear). Where it differs
-//! from snapd: no signature or hash check of the image (snapd checks assertions), no
+//! from snapd: the hash is sha256 from an unsigned index (snapd's is SHA3-384 in a signed
+//! assertion), no
 //! systemd mount units (mounts live in the harness's private mount namespace), and the
 //! union is an overlay rather than one mount per snap.
 
@@ -47,7 +51,7 @@ pub mod loopdev;
 pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
-use crate::mirror_files::{artifact_for, fetch_image, sync_dir};
+use crate::mirror_files::{artifact_for, fetch_verified_image, sync_dir, NativeSync};
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -216,7 +220,13 @@ impl Model for OverlayModel {
 
         let mut fetched = Vec::with_capacity(set.len());
         for art in set {
-            fetched.push(times.time("fetch", || fetch_image(art, ctx, &images))?);
+            fetched.push(fetch_verified_image(
+                art,
+                ctx,
+                &images,
+                NativeSync::Synced,
+                &mut times,
+            )?);
         }
         if ctx.durability != Durability::None {
             times.time("fetch", || sync_dir(&images))?;
@@ -329,7 +339,8 @@ impl Model for OverlayModel {
             let images = ctx.target.join("images");
             let mut fetched = Vec::with_capacity(to.len());
             for art in to {
-                let image = times.time("fetch", || fetch_image(art, ctx, &images))?;
+                let image =
+                    fetch_verified_image(art, ctx, &images, NativeSync::Synced, &mut times)?;
                 new.images.push(image.clone());
                 fetched.push(image);
             }
