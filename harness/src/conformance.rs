@@ -3,8 +3,8 @@
 //! and the paths that differ are reported.
 
 use anyhow::Result;
-use models::View;
-use workloads::view::{digest_view, TreeDigest, ViewSpec};
+use models::{View, ViewModes};
+use workloads::view::{digest_view, InternalLinks, ModeRule, TreeDigest, ViewSpec};
 
 /// How many differing paths are reported.
 pub const DIFFERENCES_SHOWN: usize = 20;
@@ -12,7 +12,12 @@ pub const DIFFERENCES_SHOWN: usize = 20;
 /// The outcome of digesting a view.
 #[derive(Debug, Clone)]
 pub struct ViewCheck {
+    /// The view's digest.
     pub digest: String,
+    /// The digest it must have: the corpus's under the view's mode rule.
+    pub expected: String,
+    /// The view's mode rule.
+    pub rule: ModeRule,
     pub matches: bool,
     pub differences: Vec<String>,
 }
@@ -25,11 +30,28 @@ pub fn view_spec(view: &View) -> ViewSpec {
     }
 }
 
-/// Digests `view` and compares it with the corpus.
+/// The many-file workload on `view`, its internal links found first (untimed).
+pub fn many_file_of(view: &View) -> Result<workloads::reads::ReadCounts> {
+    let spec = view_spec(view);
+    let links: InternalLinks = workloads::view::internal_links(&spec)?;
+    workloads::reads::many_file(&spec, &links, &workloads::reads::miss_list())
+}
+
+/// The mode rule of `view` in the digest's terms.
+pub fn mode_rule(view: &View) -> ModeRule {
+    match view.modes {
+        ViewModes::AsPackaged => ModeRule::AsPackaged,
+        ViewModes::NixStore => ModeRule::NixStore,
+    }
+}
+
+/// Digests `view` and compares it with the corpus (`expected`, the packages' trees as
+/// shipped) as the view's mode rule installs it.
 pub fn check_view(view: &View, expected: &TreeDigest) -> Result<ViewCheck> {
     let actual = digest_view(&view_spec(view))?;
+    let expected = expected.as_installed(mode_rule(view));
     let digest = actual.hex();
-    let matches = &actual == expected;
+    let matches = actual == expected;
     let differences = if matches {
         Vec::new()
     } else {
@@ -37,6 +59,8 @@ pub fn check_view(view: &View, expected: &TreeDigest) -> Result<ViewCheck> {
     };
     Ok(ViewCheck {
         digest,
+        expected: expected.hex(),
+        rule: mode_rule(view),
         matches,
         differences,
     })
@@ -80,7 +104,7 @@ pub fn run_conformance(
             );
         }
         let cold = workloads::reads::cold_read(&view.root, &corpus.largest_files(5))?;
-        let many = workloads::reads::many_file(&view_spec(&view), &workloads::reads::miss_list())?;
+        let many = many_file_of(&view)?;
         if cold.files_read != 5.min(corpus.digest.files() as u64)
             || many.entries as usize != corpus.digest.entries.len()
         {
@@ -158,7 +182,7 @@ pub fn run_upgrade_conformance(
                 check.differences.join("; ")
             );
         }
-        let many = workloads::reads::many_file(&view_spec(&view), &workloads::reads::miss_list())?;
+        let many = many_file_of(&view)?;
         if many.entries as usize != after_digest.entries.len() {
             bail!(
                 "model {}: many-file saw {many:?} after the upgrade",

@@ -19,6 +19,8 @@ pub struct MockModel {
     pub root: Option<PathBuf>,
     /// When set, the install leaves out this path (relative), so the view differs.
     pub drop_path: Option<PathBuf>,
+    /// When set, the install changes this path's (relative) mode, so the view differs.
+    pub chmod_path: Option<(PathBuf, u32)>,
     /// Time the install takes on top of copying: a known timing.
     pub install_delay: Duration,
     /// When set, `upgrade` answers that the model does not model one.
@@ -70,6 +72,10 @@ impl Model for MockModel {
         if let Some(p) = &self.drop_path {
             fs::remove_file(root.join(p))
                 .with_context(|| format!("tampering with {}", p.display()))?;
+        }
+        if let Some((p, mode)) = &self.chmod_path {
+            fs::set_permissions(root.join(p), fs::Permissions::from_mode(*mode))
+                .with_context(|| format!("tampering with the mode of {}", p.display()))?;
         }
         self.root = Some(root);
         Ok(times)

@@ -169,6 +169,7 @@ pub fn run_model(
     let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
     let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let mut upgrade_skipped: Option<String> = None;
+    let mut installed_view = None;
     let total = plan.warmup + plan.runs;
     for iteration in 0..total {
         let recorded = iteration >= plan.warmup;
@@ -195,6 +196,7 @@ pub fn run_model(
                 if let Some(reason) = &measured.upgrade_skipped {
                     upgrade_skipped = Some(reason.clone());
                 }
+                installed_view = Some((measured.view_digest.clone(), measured.mode_rule));
                 let measured = measured.samples;
                 if recorded {
                     for (workload, metrics) in measured {
@@ -207,14 +209,8 @@ pub fn run_model(
             }
             (Ok(IterationOutcome::ViewDiffers(check, stage)), _) => {
                 result.status = Status::Failed;
-                let expected = match stage {
-                    Stage::Install => reads.expected.hex(),
-                    Stage::Upgrade => setup
-                        .upgrade
-                        .as_ref()
-                        .map(|u| u.expected.hex())
-                        .unwrap_or_default(),
-                };
+                let expected = &check.expected;
+                result.mode_rule = Some(check.rule);
                 result.reason = Some(format!(
                     "the view differs from the corpus{} (digest {} instead of {expected}): no timings are reported",
                     if stage == Stage::Upgrade { " after the upgrade" } else { "" },
@@ -234,7 +230,10 @@ pub fn run_model(
     }
     let _ = fs::remove_dir_all(setup.target);
     result.notes = notes;
-    result.view_digest = Some(reads.expected.hex());
+    if let Some((digest, rule)) = installed_view {
+        result.view_digest = Some(digest);
+        result.mode_rule = Some(rule);
+    }
     result.digest_matches = Some(true);
     for workload in &plan.workloads {
         let mut w = WorkloadResult::default();
@@ -285,6 +284,9 @@ pub fn run_model(
 struct Measured {
     samples: BTreeMap<Workload, BTreeMap<String, f64>>,
     upgrade_skipped: Option<String>,
+    /// The installed view's digest (it matched) and its mode rule.
+    view_digest: String,
+    mode_rule: workloads::view::ModeRule,
 }
 
 /// Which view was checked.
@@ -352,6 +354,9 @@ fn one_iteration(
         .insert("installed_bytes".into(), installed as f64);
 
     let spec = view_spec(&view);
+    // Untimed: which links are the model's own, so the timed walk makes the same calls
+    // per entry for every model (workloads::view).
+    let links = workloads::view::internal_links(&spec).context("finding the view's own links")?;
     for workload in [Workload::ColdRead, Workload::ManyFile] {
         if !can_drop || !plan.workloads.contains(&workload) {
             continue;
@@ -367,7 +372,7 @@ fn one_iteration(
         let sample = SampleClock::start(&services);
         let counts = match workload {
             Workload::ColdRead => cold_read(&view.root, reads.cold_files),
-            _ => many_file(&spec, reads.misses),
+            _ => many_file(&spec, &links, reads.misses),
         }
         .with_context(|| workload.name().to_string())?;
         let m = measured.entry(workload).or_default();
@@ -436,6 +441,8 @@ fn one_iteration(
     Ok(IterationOutcome::Measured(Measured {
         samples: measured,
         upgrade_skipped,
+        view_digest: check.digest,
+        mode_rule: check.rule,
     }))
 }
 

@@ -12,7 +12,6 @@
 //!   `service_peak_rss_bytes`.
 
 use harness::caches::{CacheControl, KernelCaches};
-use harness::conformance::view_spec;
 use harness::testing::require_root;
 use models::fuse::reference::SquashfuseModel;
 use models::fuse::{FuseModel, FuseOptions};
@@ -22,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use workloads::reads::{cold_read, many_file, miss_list, COLD_READ_FILES};
+use workloads::reads::{cold_read, COLD_READ_FILES};
 
 const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
 const SAMPLES: usize = 3;
@@ -125,7 +124,7 @@ impl Bench {
             caches.drop_caches().unwrap();
             model.reset_caches().unwrap();
             let t = Instant::now();
-            many_file(&view_spec(&view), &miss_list()).unwrap();
+            harness::conformance::many_file_of(&view).unwrap();
             many.push(t.elapsed());
             cold_read(&view.root, &self.largest).unwrap();
             let t = Instant::now();
@@ -248,7 +247,7 @@ fn daemon_peak(bench: &Bench, copies: usize) -> (u64, usize) {
         }
     }
     let view = model.view();
-    many_file(&view_spec(&view), &miss_list()).unwrap();
+    harness::conformance::many_file_of(&view).unwrap();
     cold_read(&view.root, &bench.largest).unwrap();
     // Each package's own directory as well, for the copies.
     let ro: &Path = model.mountpoint().unwrap();

@@ -255,6 +255,29 @@ fn without_the_privilege_to_drop_caches_cold_samples_are_refused_not_recorded_wa
     );
 }
 
+/// The whole mode counts: a model that drops a write bit or turns a directory
+/// group-writable gets no number.
+#[test]
+fn a_model_that_changes_a_mode_is_refused() {
+    let f = fixture();
+    for (path, mode) in [("usr/bin/tool", 0o555), ("usr/bin", 0o775)] {
+        let mut model = MockModel {
+            chmod_path: Some((PathBuf::from(path), mode)),
+            ..Default::default()
+        };
+        let mut caches = FakeCaches::default();
+        let (result, _) = measure(&mut model, &mut caches, &f);
+        assert_eq!(result.status, Status::Failed, "{path}");
+        assert!(result.workloads.is_empty(), "no timings for a changed mode");
+        assert!(
+            result.view_differences[0].starts_with(&format!("/{path}: want "))
+                && result.view_differences[0].contains(&format!("mode {mode:04o}")),
+            "{:?}",
+            result.view_differences
+        );
+    }
+}
+
 #[test]
 fn a_model_whose_view_differs_is_refused_and_the_paths_are_named() {
     let f = fixture();

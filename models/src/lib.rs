@@ -128,6 +128,21 @@ pub struct View {
     /// Paths relative to `root` that hold the model's own state, not package content
     /// (dpkg's `ld.so.cache`); neither digested nor walked.
     pub excluded: Vec<PathBuf>,
+    /// How the view shows the packages' modes; the digest check compares it with the
+    /// corpus under this rule.
+    pub modes: ViewModes,
+}
+
+/// How a view shows the packages' modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewModes {
+    /// As the packages ship them, with the setuid and setgid bits of regular files
+    /// cleared (every model strips them).
+    #[default]
+    AsPackaged,
+    /// As a Nix store holds them: files 0444, or 0555 when their owner may execute
+    /// them; directories 0555. A NAR carries nothing but the executable bit.
+    NixStore,
 }
 
 /// The set after an upgrade: each artifact of `installed`, or the new version of it that

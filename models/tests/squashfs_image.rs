@@ -65,6 +65,7 @@ fn opts(compression: Compression) -> ImageOptions {
     ImageOptions {
         compression,
         block_size: DEFAULT_BLOCK_SIZE,
+        strip_setid: false,
     }
 }
 
@@ -218,6 +219,25 @@ fn expected_listing(src: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     walk(src, src, &mut out);
     out
+}
+
+/// The models' packers strip setuid and setgid from files; everything else stays.
+#[test]
+fn strip_setid_clears_only_the_setuid_and_setgid_bits_of_files() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    package_tree(&src);
+    let img = work.path().join("stripped.sqfs");
+    let stripped = ImageOptions {
+        strip_setid: true,
+        ..opts(Compression::None)
+    };
+    build_image(&src, &img, &stripped).unwrap();
+    let mut expected = expected_listing(&src);
+    let suid = expected.get_mut("usr/bin/suid").unwrap();
+    assert!(suid.starts_with("-rws"), "{suid}");
+    *suid = suid.replacen("-rws", "-rwx", 1);
+    assert_eq!(unsquashfs_listing(&img), expected);
 }
 
 #[test]

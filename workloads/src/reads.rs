@@ -8,7 +8,7 @@
 //!   64 KiB, and look up a fixed list of names that exist nowhere (the misses `ld.so` and
 //!   a `$PATH` search make).
 
-use crate::view::{walk, ViewSpec, WalkKind};
+use crate::view::{walk, InternalLinks, ViewSpec, WalkKind};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -42,13 +42,14 @@ pub fn cold_read(view_root: &Path, paths: &[String]) -> Result<ReadCounts> {
     Ok(counts)
 }
 
-/// Walks the view (stat of every entry), reads every small regular file, then looks up
-/// the miss list. A lookup that finds something is an error: the workload is defined as
-/// misses, and a hit would make models do different work.
-pub fn many_file(spec: &ViewSpec, misses: &[PathBuf]) -> Result<ReadCounts> {
+/// Walks the view (one stat of every entry; `links` are the view's internal links,
+/// found beforehand and untimed by `view::internal_links`), reads every small regular
+/// file, then looks up the miss list. A lookup that finds something is an error: the
+/// workload is defined as misses, and a hit would make models do different work.
+pub fn many_file(spec: &ViewSpec, links: &InternalLinks, misses: &[PathBuf]) -> Result<ReadCounts> {
     let mut buf = vec![0u8; SMALL_FILE_BYTES as usize];
     let mut counts = ReadCounts::default();
-    walk(spec, &mut |_rel, abs, kind, meta| {
+    walk(spec, links, &mut |_rel, abs, kind, meta| {
         counts.entries += 1;
         if kind == WalkKind::File && meta.len() <= SMALL_FILE_BYTES {
             counts.bytes_read += read_fully(abs, &mut buf)?;
@@ -143,7 +144,12 @@ mod tests {
             vec![2u8; SMALL_FILE_BYTES as usize + 1],
         )
         .unwrap();
-        let counts = many_file(&ViewSpec::plain(dir.path()), &miss_list()).unwrap();
+        let counts = many_file(
+            &ViewSpec::plain(dir.path()),
+            &InternalLinks::default(),
+            &miss_list(),
+        )
+        .unwrap();
         assert_eq!(
             counts,
             ReadCounts {
@@ -161,7 +167,12 @@ mod tests {
         let hit = &miss_list()[7];
         fs::create_dir_all(dir.path().join(hit.parent().unwrap())).unwrap();
         fs::write(dir.path().join(hit), b"x").unwrap();
-        let err = many_file(&ViewSpec::plain(dir.path()), &miss_list()).unwrap_err();
+        let err = many_file(
+            &ViewSpec::plain(dir.path()),
+            &InternalLinks::default(),
+            &miss_list(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("exists in the view"), "{err}");
     }
 

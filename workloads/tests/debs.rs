@@ -108,10 +108,7 @@ fn a_folder_of_debs_becomes_a_corpus_with_scripts_triggers_and_no_hard_links() {
     assert_ne!(a.ino(), b.ino());
     assert!(matches!(
         c.digest.entries.get("usr/bin/app2"),
-        Some(Entry::File {
-            executable: true,
-            ..
-        })
+        Some(Entry::File { mode: 0o755, .. })
     ));
     assert_eq!(
         c.digest.entries.get("usr/bin/app-link"),

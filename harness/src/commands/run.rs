@@ -404,7 +404,7 @@ pub(crate) fn corpus_record(corpus: &Corpus) -> CorpusRecord {
     };
     for entry in corpus.digest.entries.values() {
         match entry {
-            Entry::Dir => record.dirs += 1,
+            Entry::Dir { .. } => record.dirs += 1,
             Entry::Symlink { .. } => record.symlinks += 1,
             Entry::File { size, .. } => {
                 record.files += 1;

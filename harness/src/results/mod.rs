@@ -120,6 +120,9 @@ pub struct ModelResult {
     pub status: Status,
     pub reason: Option<String>,
     pub view_digest: Option<String>,
+    /// How the view shows the packages' modes (`as-packaged`, `nix-store`): the view
+    /// digest is compared with the corpus under this rule.
+    pub mode_rule: Option<workloads::view::ModeRule>,
     pub digest_matches: Option<bool>,
     /// Up to 20 paths where the view differs from the corpus.
     pub view_differences: Vec<String>,
@@ -138,6 +141,7 @@ impl ModelResult {
             status,
             reason,
             view_digest: None,
+            mode_rule: None,
             digest_matches: None,
             view_differences: Vec::new(),
             mirror_bytes: None,

@@ -76,6 +76,9 @@ pub struct ImageOptions {
     pub compression: Compression,
     /// Data block size in bytes: a power of two from 4 KiB to 1 MiB (the format's range).
     pub block_size: u32,
+    /// Clears the setuid and setgid bits of regular files (the models' packers set it:
+    /// the project strips them everywhere; `harness pack` keeps them).
+    pub strip_setid: bool,
 }
 
 impl Default for ImageOptions {
@@ -83,6 +86,7 @@ impl Default for ImageOptions {
         ImageOptions {
             compression: Compression::None,
             block_size: DEFAULT_BLOCK_SIZE,
+            strip_setid: false,
         }
     }
 }

@@ -170,7 +170,8 @@ impl Model for FuseModel {
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: the overlay packer's images, setuid and setgid stripped.
+        2
     }
 
     /// The same images as the `overlay` model.
@@ -230,6 +231,7 @@ impl Model for FuseModel {
                 .unwrap_or_default(),
             internal_roots: Vec::new(),
             excluded: Vec::new(),
+            modes: crate::ViewModes::AsPackaged,
         }
     }
 

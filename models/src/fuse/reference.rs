@@ -72,7 +72,8 @@ impl Model for SquashfuseModel {
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: the overlay packer's images, setuid and setgid stripped.
+        2
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {

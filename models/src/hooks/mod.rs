@@ -321,6 +321,7 @@ impl Model for HooksModel {
             root,
             internal_roots: Vec::new(),
             excluded,
+            modes: crate::ViewModes::AsPackaged,
         }
     }
 

@@ -89,6 +89,8 @@ impl Layout {
             root: self.profiles.join(PROFILE),
             internal_roots: vec![self.store.clone()],
             excluded: Vec::new(),
+            // Store paths are canonicalised: 0444/0555 files, 0555 directories.
+            modes: crate::ViewModes::NixStore,
         }
     }
 

@@ -183,7 +183,8 @@ impl Model for OverlayModel {
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: setuid and setgid bits stripped; images verified at fetch.
+        2
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
@@ -191,8 +192,12 @@ impl Model for OverlayModel {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let rel = PathBuf::from("images").join(image_name(&pkg.name, &pkg.version));
         let image = mirror.join(&rel);
-        build_image(&pkg.root, &image, &self.image)
-            .with_context(|| format!("packing {}", pkg.name))?;
+        // Setuid and setgid never take effect in a package view: every model strips them.
+        let opts = ImageOptions {
+            strip_setid: true,
+            ..self.image
+        };
+        build_image(&pkg.root, &image, &opts).with_context(|| format!("packing {}", pkg.name))?;
         artifact_for(pkg, vec![rel], mirror)
     }
 
@@ -423,6 +428,7 @@ impl Model for OverlayModel {
                 .unwrap_or_default(),
             internal_roots: Vec::new(),
             excluded: Vec::new(),
+            modes: crate::ViewModes::AsPackaged,
         }
     }
 

@@ -21,7 +21,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub(crate) const METADATA_FILE: &str = "corpus.json";
-const FORMAT: &str = "pkgbench-corpus/1";
+// 2: the digest records whole modes (view.rs), not only the executable bit.
+const FORMAT: &str = "pkgbench-corpus/2";
 
 /// `corpus.json`: what `open` needs without walking the tree. Paths are relative to the
 /// corpus directory, so a cache may be moved.

@@ -284,7 +284,7 @@ pub(crate) fn import(dir: &Path, debs: &[PathBuf]) -> Result<(Vec<PackageMeta>, 
     let mut owner: HashMap<&str, (&str, bool)> = HashMap::new();
     for (c, d) in &converted {
         for (path, e) in &d.entries {
-            let is_dir = *e == Entry::Dir;
+            let is_dir = matches!(e, Entry::Dir { .. });
             match owner.insert(path, (&c.name, is_dir)) {
                 Some((_, true)) if is_dir => {}
                 Some((other, _)) => bail!(

@@ -243,16 +243,14 @@ fn check_against_manifest(p: &Package, d: &TreeDigest) -> Result<()> {
     for e in &p.entries {
         let got = d.entries.get(e.rel_path());
         let ok = match (&e.kind, got) {
-            (EntryKind::Dir { .. }, Some(Entry::Dir)) => true,
+            (EntryKind::Dir { mode }, Some(Entry::Dir { mode: m })) => m == mode,
             (EntryKind::Symlink { target }, Some(Entry::Symlink { target: t })) => t == target,
             (
                 EntryKind::File { mode, size, .. },
                 Some(Entry::File {
-                    executable,
-                    size: s,
-                    ..
+                    mode: m, size: s, ..
                 }),
-            ) => *s == *size && *executable == (mode & 0o100 != 0),
+            ) => *s == *size && m == mode,
             _ => false,
         };
         if !ok {

@@ -84,7 +84,7 @@ pub fn point_release(corpus: &Corpus) -> Result<PointRelease> {
             .with_context(|| format!("digesting the new version of {}", old.name))?;
         // A package's own files and symlinks leave the view; directories may be shared.
         for (path, entry) in &before.entries {
-            if *entry != Entry::Dir {
+            if !matches!(entry, Entry::Dir { .. }) {
                 digest.entries.remove(path);
             }
         }

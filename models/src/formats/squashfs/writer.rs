@@ -337,7 +337,11 @@ pub(super) fn write_image(nodes: &[Node], out: &Path, opts: &ImageOptions) -> Re
                 bail!("libsquashfs: no inode for entry {i}");
             }
             let base = &mut (*inode).base;
-            base.mode = node.type_bits() | node.permissions;
+            let permissions = match node.kind {
+                Kind::File { .. } if opts.strip_setid => node.permissions & !0o6000,
+                _ => node.permissions,
+            };
+            base.mode = node.type_bits() | permissions;
             base.uid_idx = uid_idx;
             base.gid_idx = uid_idx;
             base.mod_time = MTIME;
