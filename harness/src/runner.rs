@@ -361,12 +361,14 @@ fn one_iteration(
         if !can_drop || !plan.workloads.contains(&workload) {
             continue;
         }
-        caches.drop_caches()?;
-        events.push(Event::DropCaches);
+        // The model's caches first (a remount reads superblocks and tables), then the
+        // kernel's, so nothing the reset read is still cached.
         model
             .reset_caches()
             .context("resetting the model's caches")?;
         events.push(Event::ResetModelCaches);
+        caches.drop_caches()?;
+        events.push(Event::DropCaches);
         progress(workload.name());
         let services = model.service_pids();
         let sample = SampleClock::start(&services);
@@ -446,9 +448,10 @@ fn one_iteration(
     }))
 }
 
-/// One sample of `exec`: the program started cold (caches dropped, the model's reset)
-/// and then once more warm; `wall_ns` and the resource counters are the cold start's,
-/// `warm_wall_ns` the warm one's. The chroot's root is assembled before the caches are
+/// One sample of `exec`: the program started cold (the model's caches reset, then the
+/// kernel's dropped) and then once more warm; `wall_ns` and the resource counters are
+/// the cold start's, `warm_wall_ns` the warm one's. The chroot's root is assembled
+/// after the model's reset (which may mount the view again) and before the caches are
 /// dropped, so its bind mounts cost nothing in the timed start.
 fn exec_sample(
     model: &mut dyn Model,
@@ -467,14 +470,14 @@ fn exec_sample(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    let root = crate::chroot::ExecRoot::for_view(view, &scratch)
-        .context("exec: assembling the chroot's root")?;
-    caches.drop_caches()?;
-    events.push(Event::DropCaches);
     model
         .reset_caches()
         .context("resetting the model's caches")?;
     events.push(Event::ResetModelCaches);
+    let root = crate::chroot::ExecRoot::for_view(view, &scratch)
+        .context("exec: assembling the chroot's root")?;
+    caches.drop_caches()?;
+    events.push(Event::DropCaches);
     progress("exec");
     let mut m = BTreeMap::new();
     let services = model.service_pids();

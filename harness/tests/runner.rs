@@ -128,7 +128,7 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
     assert_eq!(result.digest_matches, Some(true));
 
     // One iteration: target emptied, the model's untimed preparation, caches dropped, install, digest, then per read
-    // workload: drop, reset the model's caches, sample; finally teardown.
+    // workload: reset the model's caches, drop the kernel's, sample; finally teardown.
     let iteration = vec![
         Event::TargetEmpty(true),
         Event::Prepare,
@@ -136,11 +136,11 @@ fn caches_are_dropped_before_every_cold_sample_and_the_target_is_empty_before_ev
         Event::Install,
         Event::Sync,
         Event::Digest,
-        Event::DropCaches,
         Event::ResetModelCaches,
+        Event::DropCaches,
         Event::Sample(Workload::ColdRead),
-        Event::DropCaches,
         Event::ResetModelCaches,
+        Event::DropCaches,
         Event::Sample(Workload::ManyFile),
         Event::Sample(Workload::WarmRead),
         Event::DropCaches,

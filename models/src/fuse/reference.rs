@@ -46,6 +46,8 @@ struct State {
     daemons: Vec<Child>,
     /// Each installed package's squashfuse mount, in install order.
     layers: Vec<PathBuf>,
+    /// The image each of `layers` serves.
+    images: Vec<PathBuf>,
     /// Upgrades so far: names the new layers and view of the next one.
     generation: u32,
 }
@@ -123,7 +125,8 @@ impl Model for SquashfuseModel {
             lowers.push(layer);
         }
         state.layers = lowers.clone();
-        times.time("overlay", || mount_union(&lowers, &view, ctx))?;
+        state.images = fetched;
+        times.time("overlay", || mount_union(&lowers, &view, &ctx.target))?;
         state.mounts.push(view);
         Ok(times)
     }
@@ -150,6 +153,7 @@ impl Model for SquashfuseModel {
         let images = ctx.target.join("images");
         let mut times = PhaseTimes::default();
         let mut layers = state.layers.clone();
+        let mut images_now = state.images.clone();
         let mut replaced = Vec::with_capacity(to.len());
         for art in to {
             let i = installed
@@ -159,6 +163,7 @@ impl Model for SquashfuseModel {
             let image = fetch_verified_image(art, ctx, &images, NativeSync::Synced, &mut times)?;
             let layer = ctx.target.join("layers").join(format!("{i}.{g}"));
             times.time("squashfuse", || start_squashfuse(&image, &layer, state))?;
+            images_now[i] = image;
             replaced.push(std::mem::replace(&mut layers[i], layer));
         }
         if ctx.durability != Durability::None {
@@ -166,10 +171,11 @@ impl Model for SquashfuseModel {
         }
         let view = ctx.target.join(format!("view-{g}"));
         std::fs::create_dir_all(&view).with_context(|| format!("creating {}", view.display()))?;
-        times.time("overlay", || mount_union(&layers, &view, ctx))?;
+        times.time("overlay", || mount_union(&layers, &view, &ctx.target))?;
         state.mounts.push(view.clone());
         let old_view = std::mem::replace(&mut state.view, view);
         state.layers = layers;
+        state.images = images_now;
         times.time("release", || -> Result<()> {
             for point in std::iter::once(&old_view).chain(&replaced) {
                 umount2(point, MntFlags::MNT_DETACH)
@@ -192,10 +198,29 @@ impl Model for SquashfuseModel {
         }
     }
 
+    /// Starts every `squashfuse_ll` again under the same view: each keeps a cache of
+    /// inodes and blocks in its own memory, which `drop_caches` cannot reach, and the
+    /// kernel has no way to ask it to forget. Untimed; the harness drops the kernel's
+    /// caches afterwards.
     fn reset_caches(&mut self) -> Result<()> {
-        // squashfuse keeps only small caches of its own that cannot be reached from
-        // outside; the kernel's are dropped by the harness.
-        Ok(())
+        let Some(state) = self.state.as_mut() else {
+            return Ok(());
+        };
+        (|| -> Result<()> {
+            stop_all(state)?;
+            for (image, layer) in state.images.clone().iter().zip(state.layers.clone()) {
+                start_squashfuse(image, &layer, state)?;
+            }
+            let target = state
+                .view
+                .parent()
+                .map(Path::to_path_buf)
+                .context("the view has no parent")?;
+            mount_union(&state.layers, &state.view, &target)?;
+            state.mounts.push(state.view.clone());
+            Ok(())
+        })()
+        .context("ref-squashfuse: starting the daemons again to empty their caches")
     }
 
     fn service_pids(&self) -> Vec<u32> {
@@ -209,38 +234,46 @@ impl Model for SquashfuseModel {
         let Some(mut state) = self.state.take() else {
             return Ok(());
         };
-        let mut first_error = None;
-        for point in state.mounts.iter().rev() {
-            if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
-                first_error.get_or_insert_with(|| {
-                    anyhow::Error::new(e).context(format!("unmounting {}", point.display()))
-                });
-            }
+        stop_all(&mut state)
+    }
+}
+
+/// Unmounts every mount of `state` (newest first) and reaps every daemon: each exits
+/// when its mount goes; one that does not is killed. Every step is tried; the first
+/// error is returned.
+fn stop_all(state: &mut State) -> Result<()> {
+    let mut first_error = None;
+    for point in state.mounts.iter().rev() {
+        if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
+            first_error.get_or_insert_with(|| {
+                anyhow::Error::new(e).context(format!("unmounting {}", point.display()))
+            });
         }
-        // Each daemon exits when its mount goes; one that does not is killed.
-        for child in &mut state.daemons {
-            let start = Instant::now();
-            while matches!(child.try_wait(), Ok(None)) && start.elapsed() < MOUNT_WAIT {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+    }
+    state.mounts.clear();
+    for child in &mut state.daemons {
+        let start = Instant::now();
+        while matches!(child.try_wait(), Ok(None)) && start.elapsed() < MOUNT_WAIT {
+            std::thread::sleep(Duration::from_millis(2));
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
         }
+        let _ = child.wait();
+    }
+    state.daemons.clear();
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
 /// Mounts one read-only overlay of `layers` (first on top) at `view`; a single layer gets
-/// an empty one beneath, since an overlay needs two.
-fn mount_union(layers: &[PathBuf], view: &Path, ctx: &RunCtx) -> Result<()> {
+/// an empty one beneath (`TARGET/empty`), since an overlay needs two.
+fn mount_union(layers: &[PathBuf], view: &Path, target: &Path) -> Result<()> {
     let mut lowers = layers.to_vec();
     if lowers.len() == 1 {
-        let empty = ctx.target.join("empty");
+        let empty = target.join("empty");
         std::fs::create_dir_all(&empty).with_context(|| format!("creating {}", empty.display()))?;
         lowers.push(empty);
     }
@@ -249,7 +282,9 @@ fn mount_union(layers: &[PathBuf], view: &Path, ctx: &RunCtx) -> Result<()> {
 
 /// Starts `squashfuse_ll -f IMAGE LAYER` and waits until LAYER is a mount.
 fn start_squashfuse(image: &Path, layer: &Path, state: &mut State) -> Result<()> {
-    std::fs::create_dir(layer).with_context(|| format!("creating {}", layer.display()))?;
+    if !layer.is_dir() {
+        std::fs::create_dir(layer).with_context(|| format!("creating {}", layer.display()))?;
+    }
     let before = std::fs::metadata(layer)
         .with_context(|| format!("stat of {}", layer.display()))?
         .dev();

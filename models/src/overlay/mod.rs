@@ -432,9 +432,20 @@ impl Model for OverlayModel {
         }
     }
 
+    /// Mounts the whole view again: squashfs keeps a cache of decompressed metadata
+    /// and fragment blocks per mount (its `read_page`, fragment and metadata caches),
+    /// which `drop_caches` does not empty; only a new superblock starts empty. Every
+    /// layer is unmounted (its loop device detaches itself) and attached and mounted
+    /// again at the same place, then the overlays, at the same view path. Untimed, and
+    /// before the harness drops the kernel's caches, so the remount's own reads of
+    /// superblocks and tables are dropped too.
     fn reset_caches(&mut self) -> Result<()> {
-        // Only kernel caches, which the harness drops.
-        Ok(())
+        let direct_io = self.direct_io;
+        let Some(state) = self.state.as_mut() else {
+            return Ok(());
+        };
+        remount(state, direct_io)
+            .context("overlay: mounting the view again to empty squashfs's caches")
     }
 
     fn teardown(&mut self) -> Result<()> {
@@ -445,9 +456,54 @@ impl Model for OverlayModel {
     }
 }
 
+/// Unmounts everything of `state` and mounts the same layers and overlays again at the
+/// same places (see `reset_caches`).
+fn remount(state: &mut Installed, direct_io: bool) -> Result<()> {
+    let api = state.api.context("no overlay is mounted")?;
+    unmount_all(&state.mounts)?;
+    state.mounts.clear();
+    let group_root = match state.overlays.as_slice() {
+        [first, _, ..] => first.parent().map(Path::to_path_buf).unwrap_or_default(),
+        _ => PathBuf::new(),
+    };
+    state.overlays.clear();
+    let mut untimed = PhaseTimes::default();
+    for layer in &state.layers {
+        mount_layer(
+            &layer.image,
+            &layer.package,
+            &layer.point,
+            direct_io,
+            &mut untimed,
+            &mut state.mounts,
+        )?;
+    }
+    let mut lowers: Vec<PathBuf> = state.layers.iter().map(|l| l.point.clone()).collect();
+    if lowers.len() == 1 {
+        // The empty layer beneath a single one (`lowers_of`) is still there.
+        let empty = state
+            .view
+            .parent()
+            .map(|t| t.join("empty"))
+            .context("the view has no parent")?;
+        lowers.push(empty);
+    }
+    let stacking = plan(state.layers.len())?;
+    mount_stack(
+        &lowers,
+        &stacking,
+        &state.view,
+        &group_root,
+        api,
+        &mut state.mounts,
+        &mut state.overlays,
+    )?;
+    Ok(())
+}
+
 /// Attaches `image` (of `package`) to a loop device and mounts it read-only at `point`,
-/// which it creates; `point` goes onto `mounts` once mounted. Timed as "loop" and
-/// "squashfs".
+/// which it creates if it is missing; `point` goes onto `mounts` once mounted. Timed as
+/// "loop" and "squashfs".
 fn mount_layer(
     image: &Path,
     package: &str,
@@ -458,7 +514,9 @@ fn mount_layer(
 ) -> Result<()> {
     let device = times.time("loop", || loopdev::attach(image, direct_io))?;
     times.time("squashfs", || -> Result<()> {
-        fs::create_dir(point).with_context(|| format!("creating {}", point.display()))?;
+        if !point.is_dir() {
+            fs::create_dir(point).with_context(|| format!("creating {}", point.display()))?;
+        }
         mount(
             Some(&device.path),
             point,
