@@ -238,3 +238,12 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
         models,
     }
 }
+
+/// A results file with no models and the given fidelity rows (for rendering tests).
+pub fn results_with_fidelity(
+    rows: Vec<crate::results::fidelity::FidelityRow>,
+) -> crate::results::RunResults {
+    let mut results = results_with(Vec::new());
+    results.fidelity = rows;
+    results
+}
