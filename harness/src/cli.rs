@@ -39,6 +39,9 @@ pub enum Command {
         /// Print the verdicts but exit 0 even on a regression (CI on noisy machines).
         #[arg(long)]
         report_only: bool,
+        /// Compare files that measured different corpora (otherwise exit 2).
+        #[arg(long)]
+        allow_config_change: bool,
     },
     /// Draw the figures of one or more runs (SVG and PNG).
     Plot {

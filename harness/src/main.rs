@@ -30,12 +30,14 @@ fn main() -> ExitCode {
             threshold,
             metrics,
             report_only,
+            allow_config_change,
         } => commands::compare::compare_files(
             &base,
             &new,
             &threshold,
             metrics.as_deref(),
             report_only,
+            allow_config_change,
         ),
         Command::Plot { results, out } => commands::plot::plot(&results, &out),
         Command::Pack {

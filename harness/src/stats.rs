@@ -1,15 +1,24 @@
-//! Summaries of samples: median, minimum, maximum, a bootstrap 95% interval of the median,
-//! and warnings when a sample stands out (as hyperfine warns).
+//! Summaries of samples: median, minimum, maximum, an interval of the median that
+//! states its own confidence, and warnings when a sample stands out (as hyperfine
+//! warns).
 //!
-//! The bootstrap resamples with a fixed seed, so the same samples always give the same
-//! interval: a results file can be recomputed and compared bit for bit.
+//! The interval is distribution-free: the order statistics `[x(k), x(n+1-k)]` of the
+//! sorted samples hold the true median with probability `1 - 2 P(B <= k-1)`, `B` a
+//! binomial(n, 1/2) count, whatever the distribution of the samples (Hahn and Meeker,
+//! *Statistical Intervals*, 2nd ed., §5.2). `k` is the largest that still gives at least
+//! 95%; below 6 samples no interval reaches 95%, and the widest one, `[min, max]`, is
+//! given with the level it really has (75% for 3 samples, 93.75% for 5). The level is
+//! part of the summary, so nothing says "95%" that is not.
 
 use serde::{Deserialize, Serialize};
 
-/// Resamples drawn for the bootstrap interval.
-pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
+/// The confidence an interval is chosen to reach, when the sample count allows it.
+pub const TARGET_LEVEL: f64 = 0.95;
 /// A sample whose modified z-score (Iglewicz and Hoaglin) exceeds this is an outlier.
 pub const OUTLIER_Z: f64 = 3.5;
+/// Outlier and slow-first-run warnings need this many samples: with fewer, the median
+/// absolute deviation rests on two or three values and flags ordinary noise.
+pub const MIN_SAMPLES_FOR_WARNINGS: usize = 6;
 
 /// The samples of one metric and their summary.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -18,9 +27,10 @@ pub struct Summary {
     pub median: f64,
     pub min: f64,
     pub max: f64,
-    /// Bootstrap 95% interval of the median (percentile method).
-    pub ci95_low: f64,
-    pub ci95_high: f64,
+    /// Order-statistic interval of the median (module doc) and its confidence.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub ci_level: f64,
     /// Why these samples may not be trusted as they are: a slow first run, outliers.
     pub warnings: Vec<String>,
 }
@@ -34,14 +44,15 @@ impl Summary {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         let median = median_of_sorted(&sorted);
-        let (ci95_low, ci95_high) = bootstrap_median_interval(samples);
+        let interval = median_interval(&sorted);
         Some(Summary {
             samples: samples.to_vec(),
             median,
             min: sorted[0],
             max: sorted[sorted.len() - 1],
-            ci95_low,
-            ci95_high,
+            ci_low: interval.low,
+            ci_high: interval.high,
+            ci_level: interval.level,
             warnings: outlier_warnings(samples, median),
         })
     }
@@ -66,38 +77,56 @@ fn median_of_sorted(sorted: &[f64]) -> f64 {
     }
 }
 
-/// splitmix64: a tiny, well-known generator; here only to pick resample indices.
-struct SplitMix(u64);
+/// An interval and the probability that it holds what it estimates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+    pub level: f64,
+}
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+/// `C(n, k)` as a float (exact up to far more samples than a run takes).
+fn binomial(n: usize, k: usize) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// The confidence of `[x(k), x(n+1-k)]` (1-based) as an interval of the median of `n`
+/// samples: `1 - 2 P(Binomial(n, 1/2) <= k - 1)`.
+pub fn order_statistic_level(n: usize, k: usize) -> f64 {
+    let tail: f64 = (0..k).map(|i| binomial(n, i)).sum::<f64>() / 2f64.powi(n as i32);
+    (1.0 - 2.0 * tail).max(0.0)
+}
+
+/// The narrowest symmetric order-statistic interval of the median of `sorted` with at
+/// least `TARGET_LEVEL`, or the widest there is with its own level (module doc).
+pub fn median_interval(sorted: &[f64]) -> Interval {
+    let n = sorted.len();
+    let mut k = 1;
+    while k < n.div_ceil(2) && order_statistic_level(n, k + 1) >= TARGET_LEVEL {
+        k += 1;
+    }
+    Interval {
+        low: sorted[k - 1],
+        high: sorted[n - k],
+        level: order_statistic_level(n, k),
     }
 }
 
-/// The 2.5th and 97.5th percentiles of the medians of resamples with replacement.
-pub fn bootstrap_median_interval(samples: &[f64]) -> (f64, f64) {
-    let n = samples.len();
-    if n == 1 {
-        return (samples[0], samples[0]);
+/// The level of the interval `median_interval` gives for `n` samples (it depends on
+/// the count only); 0 for none.
+pub fn interval_level(n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
     }
-    let mut rng = SplitMix(0x005e_ed0f_b007);
-    let mut medians = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
-    let mut resample = vec![0.0; n];
-    for _ in 0..BOOTSTRAP_RESAMPLES {
-        for slot in resample.iter_mut() {
-            *slot = samples[(rng.next() % n as u64) as usize];
-        }
-        resample.sort_by(f64::total_cmp);
-        medians.push(median_of_sorted(&resample));
-    }
-    medians.sort_by(f64::total_cmp);
-    let at = |q: f64| medians[((q * (medians.len() - 1) as f64).round()) as usize];
-    (at(0.025), at(0.975))
+    let ranks: Vec<f64> = (0..n).map(|i| i as f64).collect();
+    median_interval(&ranks).level
+}
+
+/// The smallest sample count whose widest interval reaches `TARGET_LEVEL`.
+pub fn runs_for_target_level() -> usize {
+    (1..)
+        .find(|&n| order_statistic_level(n, 1) >= TARGET_LEVEL)
+        .unwrap_or(6)
 }
 
 /// Warnings in hyperfine's spirit: the first run much slower than the rest (a cold
@@ -105,7 +134,7 @@ pub fn bootstrap_median_interval(samples: &[f64]) -> (f64, f64) {
 /// 0.6745 (x - median) / MAD.
 pub fn outlier_warnings(samples: &[f64], median: f64) -> Vec<String> {
     let mut warnings = Vec::new();
-    if samples.len() < 3 {
+    if samples.len() < MIN_SAMPLES_FOR_WARNINGS {
         return warnings;
     }
     let mut deviations: Vec<f64> = samples.iter().map(|x| (x - median).abs()).collect();
@@ -143,17 +172,30 @@ mod tests {
         assert!(Summary::of(&[]).is_none());
     }
 
+    /// The order-statistic formula, computed by hand: 3 samples give [min, max] at
+    /// 1 - 2/8 = 75%; 5 give [min, max] at 1 - 2/32 = 93.75%; 6 reach 95% with
+    /// [min, max] at 1 - 2/64 = 96.875%; 10 give [x(2), x(9)] at
+    /// 1 - 2 (1 + 10)/1024 = 97.85%, since [x(3), x(8)] has only
+    /// 1 - 2 (1 + 10 + 45)/1024 = 89.06%.
     #[test]
-    fn the_interval_holds_the_median_narrows_with_agreement_and_is_reproducible() {
-        let wide = Summary::of(&[10.0, 20.0, 30.0, 40.0, 50.0]).unwrap();
-        assert!(wide.ci95_low <= wide.median && wide.median <= wide.ci95_high);
-        assert!(wide.ci95_low >= wide.min && wide.ci95_high <= wide.max);
-        assert!(wide.ci95_high - wide.ci95_low >= 20.0, "{wide:?}");
-        let tight = Summary::of(&[30.0, 30.1, 29.9, 30.0, 30.05]).unwrap();
-        assert!(tight.ci95_high - tight.ci95_low < 0.25, "{tight:?}");
-        assert_eq!(wide, Summary::of(&[10.0, 20.0, 30.0, 40.0, 50.0]).unwrap());
+    fn the_interval_of_the_median_has_the_level_the_order_statistics_give() {
+        let three = Summary::of(&[30.0, 10.0, 20.0]).unwrap();
+        assert_eq!((three.ci_low, three.ci_high), (10.0, 30.0));
+        assert!((three.ci_level - 0.75).abs() < 1e-12, "{}", three.ci_level);
+        let five = Summary::of(&[5.0, 1.0, 4.0, 2.0, 3.0]).unwrap();
+        assert_eq!((five.ci_low, five.ci_high), (1.0, 5.0));
+        assert!((five.ci_level - 0.9375).abs() < 1e-12);
+        let six = Summary::of(&[6.0, 1.0, 5.0, 2.0, 4.0, 3.0]).unwrap();
+        assert_eq!((six.ci_low, six.ci_high), (1.0, 6.0));
+        assert!((six.ci_level - 0.96875).abs() < 1e-12);
+        let ten: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        let ten = Summary::of(&ten).unwrap();
+        assert_eq!((ten.ci_low, ten.ci_high), (2.0, 9.0));
+        assert!((ten.ci_level - (1.0 - 2.0 * 11.0 / 1024.0)).abs() < 1e-12);
+        assert!((order_statistic_level(10, 3) - (1.0 - 2.0 * 56.0 / 1024.0)).abs() < 1e-12);
         let one = Summary::of(&[7.0]).unwrap();
-        assert_eq!((one.ci95_low, one.ci95_high), (7.0, 7.0));
+        assert_eq!((one.ci_low, one.ci_high, one.ci_level), (7.0, 7.0, 0.0));
+        assert_eq!(runs_for_target_level(), 6);
     }
 
     #[test]
@@ -162,7 +204,10 @@ mod tests {
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].starts_with("the first run was much slower"));
         assert!(s.warnings[1].starts_with("1 of 6 samples are statistical outliers"));
-        let calm = Summary::of(&[10.0, 10.2, 9.9, 10.1, 10.0]).unwrap();
+        let calm = Summary::of(&[10.0, 10.2, 9.9, 10.1, 10.0, 10.1]).unwrap();
         assert!(calm.warnings.is_empty(), "{:?}", calm.warnings);
+        // Too few samples for a warning to mean anything.
+        let few = Summary::of(&[100.0, 10.0, 10.2, 9.9, 10.1]).unwrap();
+        assert!(few.warnings.is_empty(), "{:?}", few.warnings);
     }
 }

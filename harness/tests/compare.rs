@@ -150,14 +150,13 @@ fn unusable_input_exits_2_with_a_message() {
     let garbage = dir.path().join("garbage.json");
     fs::write(&garbage, "{not json").unwrap();
     let newer = dir.path().join("newer.json");
-    fs::write(&newer, r#"{"schema_version": 2, "models": []}"#).unwrap();
+    fs::write(&newer, r#"{"schema_version": 3, "models": []}"#).unwrap();
     let empty = dir.path().join("empty.json");
-    fs::write(&empty, r#"{"schema_version": 1, "models": []}"#).unwrap();
+    fs::write(&empty, r#"{"schema_version": 2, "models": []}"#).unwrap();
     for (input, message) in [
         (&missing, "cannot read"),
         (&garbage, "not JSON"),
-        (&newer, "schema version 2, this harness reads 1"),
-        (&empty, "no measurement in common"),
+        (&newer, "schema version 3, this harness reads 1 and 2"),
     ] {
         let out = compare(&good, input, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -165,6 +164,74 @@ fn unusable_input_exits_2_with_a_message() {
         assert!(stderr.contains(message), "{input:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // Nothing at all in common is unusable; a model missing from NEW is a regression.
+    let out = compare(&empty, &empty, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no measurement in common"));
+    let out = compare(&good, &empty, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("- model mock: ok in base, missing in new")
+    );
     let out = compare(&good, &good, &["--threshold", "lots"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A model that was ok in BASE and failed in NEW is a regression, named, even with no
+/// time to compare; a change of durability is said above the table.
+#[test]
+fn a_model_that_stopped_being_ok_is_a_regression_and_config_changes_are_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = measure(&mut mock(), &dir.path().join("a"));
+    let base = write(dir.path(), "base.json", ok.clone());
+    let mut failed = ok.clone();
+    failed.status = harness::results::Status::Failed;
+    failed.reason = Some("the view differs".into());
+    let new = write(dir.path(), "failed.json", failed);
+    let out = compare(&base, &new, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("- model mock: ok in base, failed in new"),
+        "{text}"
+    );
+
+    // A workload that is skipped now.
+    let mut skipped = ok.clone();
+    let w = skipped.workloads.get_mut("install").unwrap();
+    w.status = Some(harness::results::Status::Skipped);
+    let new = write(dir.path(), "skipped.json", skipped);
+    let out = compare(&base, &new, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("- mock install: ok in base, skipped in new"),
+        "{text}"
+    );
+
+    // The same samples measured at another durability: unchanged, but said.
+    let mut results = results_with(vec![ok.clone()]);
+    results.config.durability = "none".into();
+    let other = dir.path().join("other-durability.json");
+    write_json(&results, &other).unwrap();
+    let out = compare(&base, &other, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("did not measure the same thing")
+            && text.contains("- durability: native (base) vs none (new)"),
+        "{text}"
+    );
+
+    // Another corpus is unusable unless allowed.
+    let mut results = results_with(vec![ok]);
+    results.corpus.digest = "1".repeat(64);
+    let other = dir.path().join("other-corpus.json");
+    write_json(&results, &other).unwrap();
+    let out = compare(&base, &other, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different corpora"));
+    let out = compare(&base, &other, &["--allow-config-change"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("- corpus digest: "));
 }

@@ -1,8 +1,10 @@
-//! `harness compare BASE.json NEW.json`: per measurement a verdict; exit 1 when anything
-//! regressed (unless --report-only), 2 on unusable input, with a message, never a panic.
+//! `harness compare BASE.json NEW.json`: per measurement a verdict, and the models and
+//! workloads that stopped being ok; exit 1 when anything regressed (unless
+//! --report-only), 2 on unusable input (a different corpus, unless
+//! --allow-config-change), with a message, never a panic.
 
-use crate::compare::{compare, markdown, parse_threshold, Verdict};
-use crate::results::read::{load, Unusable};
+use crate::compare::{compare, markdown, parse_threshold};
+use crate::results::read::{load_file, Unusable};
 use anyhow::Result;
 use std::io::Write;
 use std::path::Path;
@@ -14,12 +16,18 @@ fn judge_files(
     new: &Path,
     threshold: &str,
     metrics: Option<&str>,
+    allow_config_change: bool,
 ) -> Result<(String, bool)> {
     let threshold = parse_threshold(threshold).map_err(|e| Unusable(format!("{e:#}")))?;
     let metrics: Option<Vec<String>> = metrics.map(|m| m.split(',').map(String::from).collect());
-    let rows = compare(&load(base)?, &load(new)?, threshold, metrics.as_deref())?;
-    let regressed = rows.iter().any(|r| r.verdict == Verdict::Regressed);
-    Ok((markdown(&rows, threshold), regressed))
+    let comparison = compare(
+        &load_file(base)?,
+        &load_file(new)?,
+        threshold,
+        metrics.as_deref(),
+        allow_config_change,
+    )?;
+    Ok((markdown(&comparison, threshold), comparison.regressed()))
 }
 
 pub fn compare_files(
@@ -28,8 +36,9 @@ pub fn compare_files(
     threshold: &str,
     metrics: Option<&str>,
     report_only: bool,
+    allow_config_change: bool,
 ) -> Result<ExitCode> {
-    match judge_files(base, new, threshold, metrics) {
+    match judge_files(base, new, threshold, metrics, allow_config_change) {
         Ok((table, regressed)) => {
             print!("{table}");
             // GitHub Actions shows this file on the run's page.

@@ -1,5 +1,6 @@
 //! Per workload: grouped bars of the median wall time by model, one bar per results
-//! file in each group, with whiskers for the 95% interval of the median; for install and
+//! file in each group, with whiskers for the interval of the median (its level in the
+//! title); for install and
 //! upgrade a second figure of the time to a durable state (`durable_wall_ns`).
 
 use super::{both_formats, drawing, model_chart, Series, FONT, PALETTE};
@@ -9,6 +10,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// (model, [(median, low, high) per series, None where the series lacks it]).
+/// The lowest level of the intervals drawn is said in the title.
 type Groups = Vec<(String, Vec<Option<(f64, f64, f64)>>)>;
 
 /// The metrics drawn as bars: the time the model returns, and the time until its state
@@ -58,7 +60,13 @@ pub fn plot_workload(series: &[Series], workload: &str, out: &Path) -> Result<Ve
         }
         let labels: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
         let base = out.join(format!("{workload}{suffix}"));
-        let title = format!("{workload}: median {what}, 95% interval");
+        let level = series
+            .iter()
+            .flat_map(|s| s.measured.iter())
+            .filter(|(k, _)| k.1 == workload && k.2 == metric)
+            .map(|(_, m)| m.level)
+            .fold(1.0f64, f64::min);
+        let title = format!("{workload}: median {what}, {:.0}% interval", level * 100.0);
         let axis = format!("{what} (ms)");
         written.extend(both_formats(
             &base,

@@ -1,5 +1,5 @@
 //! Bencher's Metric Format (BMF): `{"MODEL/WORKLOAD": {"METRIC": {"value", "lower_value",
-//! "upper_value"}}}`, the median with its 95% interval, for `bencher run --adapter json`.
+//! "upper_value"}}}`, the median with its interval (order statistics, level in results.json), for `bencher run --adapter json`.
 
 use super::RunResults;
 use serde_json::{json, Map, Value};
@@ -12,7 +12,7 @@ pub fn to_bmf(results: &RunResults) -> Value {
             for (metric, s) in &w.metrics {
                 measures.insert(
                     metric.clone(),
-                    json!({"value": s.median, "lower_value": s.ci95_low, "upper_value": s.ci95_high}),
+                    json!({"value": s.median, "lower_value": s.ci_low, "upper_value": s.ci_high}),
                 );
             }
             if !measures.is_empty() {

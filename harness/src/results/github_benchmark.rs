@@ -20,7 +20,7 @@ pub fn to_github_benchmark(results: &RunResults) -> Value {
                     "name": format!("{} {} {}", model.name, workload, metric),
                     "unit": unit,
                     "value": s.median,
-                    "range": format!("{} .. {}", s.ci95_low, s.ci95_high),
+                    "range": format!("{} .. {}", s.ci_low, s.ci_high),
                     "extra": format!("{} samples; corpus {}", s.samples.len(), results.corpus.name),
                 }));
             }

@@ -1,7 +1,7 @@
 //! `table.tex`: the headline numbers as a LaTeX table (booktabs), ready for a paper:
 //! per model the median install time (when the install returns, and until its state is
-//! durable), cold-read, warm-read and many-file time with the bootstrap 95% interval of
-//! the median.
+//! durable), cold-read, warm-read and many-file time with the order-statistic interval of
+//! the median, whose level the table's note states.
 
 use super::{RunResults, Status};
 use std::fmt::Write as _;
@@ -46,8 +46,8 @@ pub fn to_latex(results: &RunResults) -> String {
                     Some(s) => format!(
                         "{:.3} [{:.3}, {:.3}]",
                         s.median / scale,
-                        s.ci95_low / scale,
-                        s.ci95_high / scale
+                        s.ci_low / scale,
+                        s.ci_high / scale
                     ),
                     None => "--".to_string(),
                 }
@@ -64,11 +64,12 @@ pub fn to_latex(results: &RunResults) -> String {
     let _ = writeln!(out, "\\end{{tabular}}");
     let _ = writeln!(
         out,
-        "% Corpus {}, {} packages; {} runs after {} warmup; medians with bootstrap 95% intervals.",
+        "% Corpus {}, {} packages; {} runs after {} warmup; medians with order-statistic intervals of the median at {:.1}% confidence.",
         escape(&results.corpus.name),
         results.corpus.packages,
         results.config.runs,
-        results.config.warmup
+        results.config.warmup,
+        crate::stats::interval_level(results.config.runs) * 100.0
     );
     out
 }

@@ -16,7 +16,8 @@ use crate::stats::Summary;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: intervals of the median state their level (`ci_low`, `ci_high`, `ci_level`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResults {
