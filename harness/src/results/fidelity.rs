@@ -265,7 +265,7 @@ mod tests {
         for (w, metric, samples) in metrics {
             m.workloads
                 .entry((*w).into())
-                .or_insert_with(WorkloadResult::default)
+                .or_default()
                 .metrics
                 .insert((*metric).into(), Summary::of(samples).unwrap());
         }
