@@ -257,7 +257,6 @@ pub fn render_fidelity(results: &RunResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::WorkloadResult;
     use crate::stats::Summary;
 
     fn model(name: &str, status: Status, metrics: &[(&str, &str, &[f64])]) -> ModelResult {
