@@ -20,7 +20,7 @@ pub const SEQUENTIAL_BYTES: u64 = 128 << 20;
 pub const CREATE_FILES: usize = 1000;
 pub const CREATE_FILE_BYTES: usize = 4096;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Calibration {
     /// Sequential read of a file after dropping caches; null when caches cannot be dropped.
     pub seq_read_cold_bytes_per_s: Option<f64>,

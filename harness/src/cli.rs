@@ -89,6 +89,10 @@ pub struct RunArgs {
     /// Unrecorded runs before the measured ones.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
+    /// The order of iterations: interleaved (one of every model, then the next round),
+    /// sequential (each model's in a row), or shuffled[:SEED] (each round shuffled).
+    #[arg(long, default_value = "interleaved")]
+    pub order: String,
     /// none (no fsync of package contents), native (what the real system does), full.
     #[arg(long, default_value = "native")]
     pub durability: String,

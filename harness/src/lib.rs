@@ -18,6 +18,7 @@ pub mod requirements;
 pub mod resources;
 pub mod results;
 pub mod runner;
+pub mod schedule;
 pub mod stats;
 pub mod sweep;
 pub mod testing;

@@ -26,12 +26,19 @@ pub struct MockModel {
     /// When set, `upgrade` answers that the model does not model one.
     pub no_upgrade: bool,
     pub log: MockLog,
+    /// Prefixed to every entry of the log ("a: install(empty=true)"), so models sharing
+    /// one log can be told apart.
+    pub tag: &'static str,
 }
 
 impl MockModel {
     fn note(&self, s: String) {
         if let Ok(mut log) = self.log.lock() {
-            log.push(s);
+            log.push(if self.tag.is_empty() {
+                s
+            } else {
+                format!("{}: {s}", self.tag)
+            });
         }
     }
 }
@@ -217,6 +224,7 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
             work_dir: "/tmp".into(),
             private_mount_namespace: false,
             caches_dropped: true,
+            order: "interleaved".into(),
         },
         corpus: CorpusRecord {
             name: "test".into(),

@@ -153,8 +153,8 @@ pub struct Setup<'a> {
     pub plan: &'a Plan,
 }
 
-/// Measures one model. Never fails: a failure is recorded in the result's status with
-/// its reason, and everything set up is torn down.
+/// Measures one model, all its iterations in a row. Never fails: a failure is recorded
+/// in the result's status with its reason, and everything set up is torn down.
 pub fn run_model(
     model: &mut dyn Model,
     stands_for: &str,
@@ -163,51 +163,115 @@ pub fn run_model(
     events: &mut Vec<Event>,
     progress: &dyn Fn(&str),
 ) -> ModelResult {
-    let (plan, reads) = (setup.plan, &setup.reads);
-    let mut result = ModelResult::new(model.name(), stands_for, Status::Ok, None);
-    let mut notes: Vec<String> = Vec::new();
-    let cold_refusal = caches.can_drop().err().map(|e| format!("{e:#}"));
-    let mut samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
-    let mut upgrade_skipped: Option<String> = None;
-    let mut installed_view = None;
-    let total = plan.warmup + plan.runs;
-    for iteration in 0..total {
-        let recorded = iteration >= plan.warmup;
+    let mut run = ModelRun::new(model.name(), stands_for, setup.plan, &*caches);
+    while !run.is_done() {
+        run.step(model, setup, caches, events, progress);
+    }
+    run.result(setup)
+}
+
+/// One model's measurement, an iteration at a time, so a run can interleave models
+/// (one iteration of each, then the next round: drift of the machine hits all alike).
+/// It holds only what the iterations produced; the model and its setup are passed to
+/// each step.
+pub struct ModelRun {
+    /// The result so far: status and reason once it failed.
+    result: ModelResult,
+    notes: Vec<String>,
+    /// Why cold samples are refused, when caches cannot be dropped.
+    cold_refusal: Option<String>,
+    samples: BTreeMap<Workload, BTreeMap<String, Vec<f64>>>,
+    upgrade_skipped: Option<String>,
+    /// The installed view's digest and mode rule, once one matched.
+    installed_view: Option<(String, workloads::view::ModeRule)>,
+    next_iteration: usize,
+    warmup: usize,
+    runs: usize,
+    done: bool,
+}
+
+impl ModelRun {
+    pub fn new(name: &str, stands_for: &str, plan: &Plan, caches: &dyn CacheControl) -> Self {
+        ModelRun {
+            result: ModelResult::new(name, stands_for, Status::Ok, None),
+            notes: Vec::new(),
+            cold_refusal: caches.can_drop().err().map(|e| format!("{e:#}")),
+            samples: BTreeMap::new(),
+            upgrade_skipped: None,
+            installed_view: None,
+            next_iteration: 0,
+            warmup: plan.warmup,
+            runs: plan.runs,
+            done: plan.warmup + plan.runs == 0,
+        }
+    }
+
+    /// Whether every iteration ran, or the model failed.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The recorded iterations so far.
+    pub fn recorded(&self) -> usize {
+        self.next_iteration.saturating_sub(self.warmup)
+    }
+
+    /// Runs the next iteration of `model` on `setup` (warmup first): install, digest,
+    /// reads, upgrade, teardown. A failure ends the model's run with its reason.
+    pub fn step(
+        &mut self,
+        model: &mut dyn Model,
+        setup: &Setup<'_>,
+        caches: &mut dyn CacheControl,
+        events: &mut Vec<Event>,
+        progress: &dyn Fn(&str),
+    ) {
+        if self.done {
+            return;
+        }
+        let iteration = self.next_iteration;
+        self.next_iteration += 1;
+        let recorded = iteration >= self.warmup;
         let label = if recorded {
-            format!("run {}/{}", iteration - plan.warmup + 1, plan.runs)
+            format!("run {}/{}", iteration - self.warmup + 1, self.runs)
         } else {
-            format!("warmup {}/{}", iteration + 1, plan.warmup)
+            format!("warmup {}/{}", iteration + 1, self.warmup)
         };
         let outcome = one_iteration(
             model,
             setup,
             caches,
-            cold_refusal.is_none(),
+            self.cold_refusal.is_none(),
             events,
             &|step| progress(&format!("{label}: {step}")),
         );
         // Taken before teardown, which may forget them; the last iteration's are kept.
-        notes = model.notes();
+        self.notes = model.notes();
         // Whatever happened, nothing the install set up may outlive the iteration.
         events.push(Event::Teardown);
         let teardown = model.teardown().context("teardown");
+        let result = &mut self.result;
         match (outcome, teardown) {
             (Ok(IterationOutcome::Measured(measured)), Ok(())) => {
                 if let Some(reason) = &measured.upgrade_skipped {
-                    upgrade_skipped = Some(reason.clone());
+                    self.upgrade_skipped = Some(reason.clone());
                 }
-                installed_view = Some((measured.view_digest.clone(), measured.mode_rule));
-                let measured = measured.samples;
+                self.installed_view = Some((measured.view_digest.clone(), measured.mode_rule));
                 if recorded {
-                    for (workload, metrics) in measured {
-                        let per = samples.entry(workload).or_default();
+                    for (workload, metrics) in measured.samples {
+                        let per = self.samples.entry(workload).or_default();
                         for (k, v) in metrics {
                             per.entry(k).or_default().push(v);
                         }
                     }
                 }
+                if self.next_iteration == self.warmup + self.runs {
+                    self.done = true;
+                    let _ = fs::remove_dir_all(setup.target);
+                }
             }
             (Ok(IterationOutcome::ViewDiffers(check, stage)), _) => {
+                self.done = true;
                 result.status = Status::Failed;
                 let expected = &check.expected;
                 result.mode_rule = Some(check.rule);
@@ -219,65 +283,73 @@ pub fn run_model(
                 result.view_digest = Some(check.digest);
                 result.digest_matches = Some(false);
                 result.view_differences = check.differences;
-                return result;
             }
             (Err(e), _) | (Ok(_), Err(e)) => {
+                self.done = true;
                 result.status = Status::Failed;
                 result.reason = Some(format!("{e:#}"));
-                return result;
             }
         }
     }
-    let _ = fs::remove_dir_all(setup.target);
-    result.notes = notes;
-    if let Some((digest, rule)) = installed_view {
-        result.view_digest = Some(digest);
-        result.mode_rule = Some(rule);
-    }
-    result.digest_matches = Some(true);
-    for workload in &plan.workloads {
-        let mut w = WorkloadResult::default();
-        if workload.is_cold() {
-            if let Some(reason) = &cold_refusal {
-                w.status = Some(Status::Skipped);
-                w.reason = Some(format!("cold samples refused: {reason}"));
-                result.workloads.insert(workload.name().into(), w);
-                continue;
-            }
+
+    /// The result so far: a failure as recorded, or the summaries of the recorded
+    /// samples (all of them once `is_done`), with every workload's status.
+    pub fn result(&self, setup: &Setup<'_>) -> ModelResult {
+        let (plan, reads) = (setup.plan, &setup.reads);
+        let mut result = self.result.clone();
+        if result.status != Status::Ok {
+            return result;
         }
-        if let (Workload::Exec, Err(reason)) = (workload, reads.exec) {
-            w.status = Some(Status::Skipped);
-            w.reason = Some(reason.to_string());
-            result.workloads.insert(workload.name().into(), w);
-            continue;
+        result.notes = self.notes.clone();
+        if let Some((digest, rule)) = &self.installed_view {
+            result.view_digest = Some(digest.clone());
+            result.mode_rule = Some(*rule);
+            result.digest_matches = Some(true);
         }
-        if *workload == Workload::Upgrade {
-            let reason = match (&setup.upgrade, &upgrade_skipped) {
-                (None, _) => Some("no point release was prepared".to_string()),
-                (_, Some(reason)) => Some(reason.clone()),
-                _ => None,
-            };
-            if let Some(reason) = reason {
-                w.status = Some(Status::Skipped);
-                w.reason = Some(reason);
-                result.workloads.insert(workload.name().into(), w);
-                continue;
-            }
-        }
-        w.status = Some(Status::Ok);
-        // warm-read is warm by definition; every other sample starts from dropped caches
-        // when the run may drop them (the cold reads are refused otherwise, above).
-        w.caches_dropped = Some(*workload != Workload::WarmRead && cold_refusal.is_none());
-        if let Some(metrics) = samples.remove(workload) {
-            for (k, v) in metrics {
-                if let Some(s) = Summary::of(&v) {
-                    w.metrics.insert(k, s);
+        for workload in &plan.workloads {
+            let mut w = WorkloadResult::default();
+            if workload.is_cold() {
+                if let Some(reason) = &self.cold_refusal {
+                    w.status = Some(Status::Skipped);
+                    w.reason = Some(format!("cold samples refused: {reason}"));
+                    result.workloads.insert(workload.name().into(), w);
+                    continue;
                 }
             }
+            if let (Workload::Exec, Err(reason)) = (workload, reads.exec) {
+                w.status = Some(Status::Skipped);
+                w.reason = Some(reason.to_string());
+                result.workloads.insert(workload.name().into(), w);
+                continue;
+            }
+            if *workload == Workload::Upgrade {
+                let reason = match (&setup.upgrade, &self.upgrade_skipped) {
+                    (None, _) => Some("no point release was prepared".to_string()),
+                    (_, Some(reason)) => Some(reason.clone()),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    w.status = Some(Status::Skipped);
+                    w.reason = Some(reason);
+                    result.workloads.insert(workload.name().into(), w);
+                    continue;
+                }
+            }
+            w.status = Some(Status::Ok);
+            // warm-read is warm by definition; every other sample starts from dropped
+            // caches when the run may drop them (the cold reads are refused otherwise).
+            w.caches_dropped = Some(*workload != Workload::WarmRead && self.cold_refusal.is_none());
+            if let Some(metrics) = self.samples.get(workload) {
+                for (k, v) in metrics {
+                    if let Some(s) = Summary::of(v) {
+                        w.metrics.insert(k.clone(), s);
+                    }
+                }
+            }
+            result.workloads.insert(workload.name().into(), w);
         }
-        result.workloads.insert(workload.name().into(), w);
+        result
     }
-    result
 }
 
 /// The samples of one iteration, and why its upgrade was skipped, if it was.

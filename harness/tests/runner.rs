@@ -326,3 +326,102 @@ fn a_model_that_does_not_model_an_upgrade_has_the_workload_skipped_with_the_reas
     );
     assert_eq!(result.workloads["install"].status, Some(Status::Ok));
 }
+
+/// The log the interleaving test's mock models share (a catalog entry builds its model
+/// with a plain function, which cannot capture one).
+static SHARED_LOG: std::sync::OnceLock<MockLog> = std::sync::OnceLock::new();
+
+fn tagged(tag: &'static str) -> Box<dyn Model> {
+    Box::new(MockModel {
+        log: SHARED_LOG.get_or_init(MockLog::default).clone(),
+        tag,
+        ..Default::default()
+    })
+}
+
+/// By default one iteration of every model, then the next round: drift hits all
+/// models alike. Sequential runs each model's iterations in a row.
+#[test]
+fn models_are_interleaved_round_by_round_unless_sequential() {
+    use harness::commands::run::{measure_models, Bench};
+    use harness::schedule::Order;
+    let work = tempfile::tempdir().unwrap();
+    let corpus = workloads::corpus::open(
+        "debian-qemu:zlib1g",
+        &work.path().join("corpora"),
+        &|_, _| {},
+    )
+    .unwrap();
+    let trees = harness::mirror::package_trees(&corpus);
+    let cold = corpus.largest_files(2);
+    let misses = miss_list();
+    let exec = Err("not measured here".to_string());
+    let plan = Plan {
+        workloads: vec![Workload::Install, Workload::ColdRead],
+        runs: 2,
+        warmup: 1,
+        durability: Durability::Native,
+        jobs: 1,
+    };
+    let calibration = harness::calibrate::Calibration::default();
+    let options = models::ModelOptions::default();
+    let bench = Bench {
+        corpus: &corpus,
+        trees: &trees,
+        corpus_key: "zlib1g-test",
+        work_dir: work.path(),
+        cold_files: &cold,
+        misses: &misses,
+        exec: &exec,
+        upgrade: None,
+        plan: &plan,
+        options: &options,
+        calibration: &calibration,
+    };
+    let infos = [
+        models::ModelInfo {
+            name: "a",
+            stands_for: "mock a",
+            make: Some(|_| tagged("a")),
+        },
+        models::ModelInfo {
+            name: "b",
+            stands_for: "mock b",
+            make: Some(|_| tagged("b")),
+        },
+    ];
+    let installs = |order: Order| {
+        SHARED_LOG
+            .get_or_init(MockLog::default)
+            .lock()
+            .unwrap()
+            .clear();
+        let mut writes = 0;
+        let results = measure_models(
+            &infos,
+            &bench,
+            &mut FakeCaches::default(),
+            order,
+            &mut |r| {
+                assert_eq!(r.len(), 2);
+                writes += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        for r in &results {
+            assert_eq!(r.status, Status::Ok, "{:?}", r.reason);
+            assert_eq!(r.workloads["install"].metrics["wall_ns"].samples.len(), 2);
+        }
+        let log = SHARED_LOG.get().unwrap().lock().unwrap().clone();
+        let tags: String = log
+            .iter()
+            .filter(|e| e.ends_with("install(empty=true)"))
+            .map(|e| &e[..1])
+            .collect();
+        (tags, writes)
+    };
+    // Written once before the first round and after each round.
+    assert_eq!(installs(Order::Interleaved), ("ababab".to_string(), 4));
+    assert_eq!(installs(Order::Sequential), ("aaabbb".to_string(), 3));
+}

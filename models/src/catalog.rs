@@ -19,6 +19,7 @@ pub struct ModelOptions {
 pub type MakeModel = fn(&ModelOptions) -> Box<dyn Model>;
 
 /// One entry of the catalog.
+#[derive(Clone, Copy)]
 pub struct ModelInfo {
     pub name: &'static str,
     pub stands_for: &'static str,

@@ -6,6 +6,7 @@ use crate::caches::KernelCaches;
 use crate::calibrate::{calibrate, fractions, Calibration};
 use crate::cli::RunArgs;
 use crate::host::host_facts;
+use crate::mirror::Mirror;
 use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
 use crate::progress::{bar, spinner};
@@ -16,7 +17,8 @@ use crate::results::github_benchmark::to_github_benchmark;
 use crate::results::json::{write_json, write_value};
 use crate::results::table::render_table;
 use crate::results::{CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts};
-use crate::runner::{run_model, Event, Plan, ReadSet, Setup, UpgradeSet, Workload};
+use crate::runner::{Event, ModelRun, Plan, ReadSet, Setup, UpgradeSet, Workload};
+use crate::schedule::Order;
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
 use models::{catalog, Durability, ModelInfo, ModelOptions, PackageTree};
@@ -47,6 +49,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    let order = Order::parse(&args.order)?;
     // Held until the run ends: no other run may empty or mount our targets meanwhile.
     let _work_dir_lock = crate::workdir::claim_work_dir(&args.work_dir)?;
     let started = SystemTime::now();
@@ -84,6 +87,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             work_dir: args.work_dir.display().to_string(),
             private_mount_namespace: namespace,
             caches_dropped,
+            order: order.name(),
         },
         corpus_record(&corpus),
         calibration.clone(),
@@ -141,15 +145,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         options: &options,
         calibration: &calibration,
     };
-    for info in catalog()
+    let infos: Vec<ModelInfo> = catalog()
         .into_iter()
         .filter(|m| selected.iter().any(|s| s == m.name))
-    {
-        let result = measure_model(&info, &bench, &mut caches);
-        results.models.push(result);
+        .collect();
+    measure_models(&infos, &bench, &mut caches, order, &mut |models| {
+        results.models = models;
         results.fidelity = crate::results::fidelity::fidelity(&results.models);
-        write_outputs(&results, &out_dir)?;
-    }
+        write_outputs(&results, &out_dir)
+    })?;
     results.finished_utc = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     write_outputs(&results, &out_dir)?;
     let table = format!(
@@ -210,31 +214,65 @@ pub struct UpgradeInput<'a> {
     pub expected: &'a workloads::view::TreeDigest,
 }
 
-/// Step 4 of the lifecycle for one model of the catalog: not available, skipped (with
-/// the unmet requirements), failed (packing or measuring, with the reason), or measured
-/// on its mirror (packed first if needed) with limit fractions added. Never fails.
-pub fn measure_model(
-    info: &ModelInfo,
-    bench: &Bench<'_>,
-    caches: &mut KernelCaches,
-) -> ModelResult {
+/// A model of the catalog ready to be measured: built, its requirements met, its
+/// mirror packed (untimed).
+pub struct Prepared {
+    info: ModelInfo,
+    model: Box<dyn models::Model>,
+    mirror: Mirror,
+    target: PathBuf,
+}
+
+impl Prepared {
+    /// What the runner measures this model on.
+    fn setup<'a>(&'a self, bench: &'a Bench<'_>) -> Setup<'a> {
+        setup_of(&self.mirror, &self.target, bench)
+    }
+}
+
+/// What the runner measures a model on: its mirror and target, and the bench's reads.
+fn setup_of<'a>(mirror: &'a Mirror, target: &'a Path, bench: &'a Bench<'_>) -> Setup<'a> {
+    let installed = bench.trees.len().min(mirror.artifacts.len());
+    let (artifacts, new_versions) = mirror.artifacts.split_at(installed);
+    Setup {
+        artifacts,
+        upgrade: bench.upgrade.as_ref().map(|u| UpgradeSet {
+            to: new_versions,
+            expected: u.expected,
+        }),
+        mirror: &mirror.dir,
+        target,
+        reads: ReadSet {
+            expected: &bench.corpus.digest,
+            cold_files: bench.cold_files,
+            misses: bench.misses,
+            exec: bench.exec.as_ref().map_err(|s| s.as_str()),
+        },
+        plan: bench.plan,
+    }
+}
+
+/// Steps 1 and 3 of the lifecycle for one model of the catalog: not available, skipped
+/// (with the unmet requirements) or failed packing (with the reason) is its final
+/// result; otherwise it is ready, its mirror packed if needed.
+pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, ModelResult> {
     let Some(make) = info.make else {
-        return ModelResult::new(
+        return Err(ModelResult::new(
             info.name,
             info.stands_for,
             Status::NotAvailable,
             Some("not built yet in this version of pkgbench".into()),
-        );
+        ));
     };
-    let mut model = make(bench.options);
+    let model = make(bench.options);
     let missing = unmet(&model.requirements());
     if !missing.is_empty() {
-        return ModelResult::new(
+        return Err(ModelResult::new(
             info.name,
             info.stands_for,
             Status::Skipped,
             Some(missing.join("; ")),
-        );
+        ));
     }
     // The point release's packages go on the same mirror (their names carry the new
     // version), which is then another mirror than the corpus's alone.
@@ -253,61 +291,137 @@ pub fn measure_model(
         &|done, _| pb.set_position(done),
     );
     pb.finish_and_clear();
-    let mirror = match mirror {
-        Ok(m) => m,
-        Err(e) => {
-            return ModelResult::new(
-                info.name,
-                info.stands_for,
-                Status::Failed,
-                Some(format!("{e:#}")),
-            );
-        }
-    };
-    let target = bench.work_dir.join("targets").join(info.name);
-    let sp = spinner(info.name);
-    let mut events: Vec<Event> = Vec::new();
-    let installed = bench.trees.len().min(mirror.artifacts.len());
-    let (artifacts, new_versions) = mirror.artifacts.split_at(installed);
-    let setup = Setup {
-        artifacts,
-        upgrade: bench.upgrade.as_ref().map(|u| UpgradeSet {
-            to: new_versions,
-            expected: u.expected,
+    match mirror {
+        Ok(mirror) => Ok(Prepared {
+            info: *info,
+            model,
+            mirror,
+            target: bench.work_dir.join("targets").join(info.name),
         }),
-        mirror: &mirror.dir,
-        target: &target,
-        reads: ReadSet {
-            expected: &bench.corpus.digest,
-            cold_files: bench.cold_files,
-            misses: bench.misses,
-            exec: bench.exec.as_ref().map_err(|s| s.as_str()),
-        },
-        plan: bench.plan,
+        Err(e) => Err(ModelResult::new(
+            info.name,
+            info.stands_for,
+            Status::Failed,
+            Some(format!("{e:#}")),
+        )),
+    }
+}
+
+/// One model's place in a run: prepared and being measured, or its final result.
+enum Slot {
+    Measuring(Prepared, ModelRun),
+    Final(ModelResult),
+}
+
+/// Steps 3 to 5 for `infos`: prepares every model, then measures them round by round in
+/// `order` (`schedule`), calling `written` with every model's result so far after each
+/// round, so a late failure loses nothing. Returns the final results in catalog order.
+pub fn measure_models(
+    infos: &[ModelInfo],
+    bench: &Bench<'_>,
+    caches: &mut dyn crate::caches::CacheControl,
+    order: Order,
+    written: &mut dyn FnMut(Vec<ModelResult>) -> Result<()>,
+) -> Result<Vec<ModelResult>> {
+    let mut slots: Vec<Slot> = infos
+        .iter()
+        .map(|info| match prepare_model(info, bench) {
+            Ok(p) => {
+                let run = ModelRun::new(p.info.name, p.info.stands_for, bench.plan, &*caches);
+                Slot::Measuring(p, run)
+            }
+            Err(result) => Slot::Final(result),
+        })
+        .collect();
+    let snapshot = |slots: &[Slot]| -> Vec<ModelResult> {
+        slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Measuring(p, run) => finished_result(run.result(&p.setup(bench)), p, bench),
+                Slot::Final(r) => r.clone(),
+            })
+            .collect()
     };
-    let mut result = run_model(
-        model.as_mut(),
-        info.stands_for,
-        &setup,
-        caches,
-        &mut events,
-        &|step| sp.set_message(step.to_string()),
-    );
+    written(snapshot(&slots))?;
+    let measuring: Vec<usize> = (0..slots.len())
+        .filter(|i| matches!(slots[*i], Slot::Measuring(..)))
+        .collect();
+    let iterations = bench.plan.warmup + bench.plan.runs;
+    let rounds = order.rounds(measuring.len(), iterations);
+    let sp = spinner("measure");
+    let mut events: Vec<Event> = Vec::new();
+    for (r, round) in rounds.iter().enumerate() {
+        for &m in round {
+            let Slot::Measuring(p, run) = &mut slots[measuring[m]] else {
+                continue;
+            };
+            if run.is_done() {
+                continue;
+            }
+            let Prepared {
+                info,
+                model,
+                mirror,
+                target,
+            } = p;
+            let setup = setup_of(mirror, target, bench);
+            let name = info.name;
+            run.step(model.as_mut(), &setup, caches, &mut events, &|step| {
+                sp.set_message(format!("round {}/{}: {name}: {step}", r + 1, rounds.len()))
+            });
+            // Nothing reads the events of a real run; keep them from growing.
+            events.clear();
+            if run.is_done() {
+                let result = run.result(&setup);
+                eprintln!(
+                    "harness: {name}: {}",
+                    match &result.reason {
+                        Some(reason) => format!("{:?}: {reason}", result.status),
+                        None => "done".to_string(),
+                    }
+                );
+            }
+        }
+        written(snapshot(&slots))?;
+    }
     sp.finish_and_clear();
-    result.mirror_bytes = Some(mirror.bytes());
+    Ok(snapshot(&slots))
+}
+
+/// Measures one model, its iterations in a row (`sweep`). Never fails.
+pub fn measure_model(
+    info: &ModelInfo,
+    bench: &Bench<'_>,
+    caches: &mut dyn crate::caches::CacheControl,
+) -> ModelResult {
+    match measure_models(
+        std::slice::from_ref(info),
+        bench,
+        caches,
+        Order::Sequential,
+        &mut |_| Ok(()),
+    ) {
+        Ok(mut results) => results
+            .pop()
+            .unwrap_or_else(|| ModelResult::new(info.name, info.stands_for, Status::Failed, None)),
+        Err(e) => ModelResult::new(
+            info.name,
+            info.stands_for,
+            Status::Failed,
+            Some(format!("{e:#}")),
+        ),
+    }
+}
+
+/// A model's result as written: with its mirror's size and every sample's rate and
+/// fraction of the calibrated limit.
+fn finished_result(mut result: ModelResult, p: &Prepared, bench: &Bench<'_>) -> ModelResult {
+    result.mirror_bytes = Some(p.mirror.bytes());
     add_limit_fractions(
         &mut result,
         bench.calibration,
         bench.plan.durability != Durability::None,
         bench.corpus.digest.files() as u64,
-    );
-    eprintln!(
-        "harness: {}: {}",
-        info.name,
-        match &result.reason {
-            Some(r) => format!("{:?}: {r}", result.status),
-            None => "done".to_string(),
-        }
     );
     result
 }

@@ -174,6 +174,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 work_dir: args.work_dir.display().to_string(),
                 private_mount_namespace: namespace,
                 caches_dropped,
+                // A sweep measures each model's point in a row.
+                order: "sequential".into(),
             },
             corpus_record(&corpus),
             calibration.clone(),

@@ -91,6 +91,9 @@ pub struct RunConfigRecord {
     pub work_dir: String,
     pub private_mount_namespace: bool,
     pub caches_dropped: bool,
+    /// The order models were measured in (`schedule`): `interleaved`, `sequential`,
+    /// `shuffled:SEED`.
+    pub order: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
