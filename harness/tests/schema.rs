@@ -86,7 +86,7 @@ fn every_written_field_is_documented_and_every_documented_field_is_written() {
         unwritten.is_empty(),
         "documented fields the harness does not write: {unwritten:?}"
     );
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
 }
 
 #[test]

@@ -255,24 +255,24 @@ fn setup_of<'a>(mirror: &'a Mirror, target: &'a Path, bench: &'a Bench<'_>) -> S
 /// Steps 1 and 3 of the lifecycle for one model of the catalog: not available, skipped
 /// (with the unmet requirements) or failed packing (with the reason) is its final
 /// result; otherwise it is ready, its mirror packed if needed.
-pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, ModelResult> {
+pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Box<ModelResult>> {
     let Some(make) = info.make else {
-        return Err(ModelResult::new(
+        return Err(Box::new(ModelResult::new(
             info.name,
             info.stands_for,
             Status::NotAvailable,
             Some("not built yet in this version of pkgbench".into()),
-        ));
+        )));
     };
     let model = make(bench.options);
     let missing = unmet(&model.requirements());
     if !missing.is_empty() {
-        return Err(ModelResult::new(
+        return Err(Box::new(ModelResult::new(
             info.name,
             info.stands_for,
             Status::Skipped,
             Some(missing.join("; ")),
-        ));
+        )));
     }
     // The point release's packages go on the same mirror (their names carry the new
     // version), which is then another mirror than the corpus's alone.
@@ -298,18 +298,18 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Mo
             mirror,
             target: bench.work_dir.join("targets").join(info.name),
         }),
-        Err(e) => Err(ModelResult::new(
+        Err(e) => Err(Box::new(ModelResult::new(
             info.name,
             info.stands_for,
             Status::Failed,
             Some(format!("{e:#}")),
-        )),
+        ))),
     }
 }
 
 /// One model's place in a run: prepared and being measured, or its final result.
 enum Slot {
-    Measuring(Prepared, ModelRun),
+    Measuring(Box<(Prepared, ModelRun)>),
     Final(ModelResult),
 }
 
@@ -328,16 +328,16 @@ pub fn measure_models(
         .map(|info| match prepare_model(info, bench) {
             Ok(p) => {
                 let run = ModelRun::new(p.info.name, p.info.stands_for, bench.plan, &*caches);
-                Slot::Measuring(p, run)
+                Slot::Measuring(Box::new((p, run)))
             }
-            Err(result) => Slot::Final(result),
+            Err(result) => Slot::Final(*result),
         })
         .collect();
     let snapshot = |slots: &[Slot]| -> Vec<ModelResult> {
         slots
             .iter()
             .map(|slot| match slot {
-                Slot::Measuring(p, run) => finished_result(run.result(&p.setup(bench)), p, bench),
+                Slot::Measuring(m) => finished_result(m.1.result(&m.0.setup(bench)), &m.0, bench),
                 Slot::Final(r) => r.clone(),
             })
             .collect()
@@ -352,9 +352,10 @@ pub fn measure_models(
     let mut events: Vec<Event> = Vec::new();
     for (r, round) in rounds.iter().enumerate() {
         for &m in round {
-            let Slot::Measuring(p, run) = &mut slots[measuring[m]] else {
+            let Slot::Measuring(slot) = &mut slots[measuring[m]] else {
                 continue;
             };
+            let (p, run) = &mut **slot;
             if run.is_done() {
                 continue;
             }
