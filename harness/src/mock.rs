@@ -236,12 +236,7 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
             file_bytes: 7000,
             digest: "0".repeat(64),
         },
-        calibration: crate::calibrate::Calibration {
-            seq_read_cold_bytes_per_s: Some(1e9),
-            seq_write_fsync_bytes_per_s: 5e8,
-            creates_per_s: 1e5,
-            creates_fsync_per_s: 1e3,
-        },
+        calibration: crate::calibrate::Calibration::default(),
         fidelity: fidelity::fidelity(&models),
         models,
     }

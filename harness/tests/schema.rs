@@ -42,6 +42,9 @@ fn field_paths(value: &Value, prefix: &str, parent_key: &str, out: &mut BTreeSet
                 };
                 let path = if prefix.is_empty() {
                     key.to_string()
+                } else if prefix.starts_with("calibration.") {
+                    // Every limit has the same fields: documented once as `calibration.*`.
+                    format!("calibration.*.{key}")
                 } else {
                     format!("{prefix}.{key}")
                 };

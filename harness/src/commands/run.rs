@@ -71,6 +71,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     sp.set_message("the work directory's read, write and create limits");
     let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
     sp.finish_and_clear();
+    warn_of_caches_below(&calibration);
 
     let mut results = RunResults::begin(
         ToolFacts::current(),
@@ -421,7 +422,7 @@ fn finished_result(mut result: ModelResult, p: &Prepared, bench: &Bench<'_>) -> 
     add_limit_fractions(
         &mut result,
         bench.calibration,
-        bench.plan.durability != Durability::None,
+        bench.plan.durability,
         bench.corpus.digest.files() as u64,
     );
     result
@@ -443,7 +444,13 @@ pub(crate) fn write_outputs(results: &RunResults, out_dir: &Path) -> Result<()> 
 }
 
 /// Adds to every sample its rate and its fraction of the calibrated limit that bounds it.
-fn add_limit_fractions(result: &mut ModelResult, cal: &Calibration, durable: bool, files: u64) {
+fn add_limit_fractions(
+    result: &mut ModelResult,
+    cal: &Calibration,
+    durability: Durability,
+    files: u64,
+) {
+    let model = result.name.clone();
     for (workload, w) in result.workloads.iter_mut() {
         let runs = w.metrics.get("wall_ns").map_or(0, |s| s.samples.len());
         let mut derived: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -453,7 +460,7 @@ fn add_limit_fractions(result: &mut ModelResult, cal: &Calibration, durable: boo
                 .iter()
                 .filter_map(|(k, s)| Some((k.clone(), *s.samples.get(i)?)))
                 .collect();
-            for (k, v) in fractions(cal, workload, durable, &sample, files) {
+            for (k, v) in fractions(cal, &model, workload, durability, &sample, files) {
                 derived.entry(k).or_default().push(v);
             }
         }
@@ -462,6 +469,19 @@ fn add_limit_fractions(result: &mut ModelResult, cal: &Calibration, durable: boo
                 w.metrics.insert(k, summary);
             }
         }
+    }
+}
+
+/// Says so when a buffered cold read beat the device (`calibrate`): a cache below the
+/// guest (a VM's host) serves what the guest thinks is cold.
+pub(crate) fn warn_of_caches_below(cal: &Calibration) {
+    if cal.cold_below_guest == "suspect" {
+        let mb = |l: &Option<crate::calibrate::Limit>| l.as_ref().map_or(0.0, |l| l.median / 1e6);
+        eprintln!(
+            "harness: warning: a cold buffered read ({:.0} MB/s) beat O_DIRECT ({:.0} MB/s): something below this machine caches (a VM's host?), so cold reads here are not cold all the way down",
+            mb(&cal.seq_read_cold_bytes_per_s),
+            mb(&cal.seq_read_direct_bytes_per_s)
+        );
     }
 }
 

@@ -77,6 +77,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     sp.set_message("the work directory's read, write and create limits");
     let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
     sp.finish_and_clear();
+    crate::commands::run::warn_of_caches_below(&calibration);
 
     // The sweep measures installs and reads per package count; upgrades are a run's.
     let workloads: Vec<Workload> = Workload::ALL
