@@ -106,6 +106,11 @@ fn measure(scratch: &Path, caches: &mut dyn CacheControl) -> Result<Calibration>
     let can_drop = caches.can_drop().is_ok();
     for round in 0..REPETITIONS {
         write.push(write_sequential(&big)?);
+        // O_DIRECT skips the guest's page cache of the file, but not one below it (a
+        // loop device's backing file): drop caches first where that is allowed.
+        if can_drop {
+            caches.drop_caches()?;
+        }
         if let Some(rate) = read_direct(&big)? {
             direct.push(rate);
         }

@@ -93,6 +93,11 @@ pub struct RunArgs {
     /// sequential (each model's in a row), or shuffled[:SEED] (each round shuffled).
     #[arg(long, default_value = "interleaved")]
     pub order: String,
+    /// Measure on fresh filesystems of these kinds, one after another (ext4, xfs,
+    /// btrfs, tmpfs; comma-separated): each loop-backed under the work directory, with
+    /// results per filesystem and figures across them. Default: the work directory's.
+    #[arg(long)]
+    pub fs: Option<String>,
     /// none (no fsync of package contents), native (what the real system does), full.
     #[arg(long, default_value = "native")]
     pub durability: String,

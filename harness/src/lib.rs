@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod compare;
 pub mod conformance;
+pub mod filesystems;
 pub mod host;
 pub mod mirror;
 pub mod mock;

@@ -225,6 +225,12 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
             private_mount_namespace: false,
             caches_dropped: true,
             order: "interleaved".into(),
+            fs: Some(crate::filesystems::FsRecord {
+                kind: "ext4".into(),
+                mkfs: "mkfs.ext4 -q -F IMAGE".into(),
+                size_bytes: 8 << 30,
+                mount_options: "rw,relatime".into(),
+            }),
         },
         corpus: CorpusRecord {
             name: "test".into(),

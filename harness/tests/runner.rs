@@ -370,6 +370,7 @@ fn models_are_interleaved_round_by_round_unless_sequential() {
         trees: &trees,
         corpus_key: "zlib1g-test",
         work_dir: work.path(),
+        targets: &work.path().join("targets"),
         cold_files: &cold,
         misses: &misses,
         exec: &exec,

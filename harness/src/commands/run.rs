@@ -5,6 +5,7 @@
 use crate::caches::KernelCaches;
 use crate::calibrate::{calibrate, fractions, Calibration};
 use crate::cli::RunArgs;
+use crate::filesystems::{FsKind, TestFs};
 use crate::host::host_facts;
 use crate::mirror::Mirror;
 use crate::mirror::{package_trees, prepare_mirror};
@@ -50,6 +51,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         bail!("--runs must be at least 1");
     }
     let order = Order::parse(&args.order)?;
+    let filesystems = match &args.fs {
+        Some(list) => FsKind::parse_list(list)?,
+        None => Vec::new(),
+    };
+    if !filesystems.is_empty() && !namespace {
+        bail!("--fs makes and mounts filesystems: run as root");
+    }
     // Held until the run ends: no other run may empty or mount our targets meanwhile.
     let _work_dir_lock = crate::workdir::claim_work_dir(&args.work_dir)?;
     let started = SystemTime::now();
@@ -66,33 +74,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !caches_dropped {
         eprintln!("harness: cannot drop caches (needs root): cold-read and many-file samples will be refused, not recorded warm");
     }
-
-    let sp = spinner("calibrate");
-    sp.set_message("the work directory's read, write and create limits");
-    let calibration = calibrate(&args.work_dir, &mut caches).context("calibrating")?;
-    sp.finish_and_clear();
-    warn_of_caches_below(&calibration);
-
-    let mut results = RunResults::begin(
-        ToolFacts::current(),
-        started,
-        host,
-        RunConfigRecord {
-            models: selected.clone(),
-            workloads: workloads.iter().map(|w| w.name().to_string()).collect(),
-            corpus: args.corpus.clone(),
-            runs: args.runs,
-            warmup: args.warmup,
-            durability: durability.as_str().into(),
-            jobs: args.jobs,
-            work_dir: args.work_dir.display().to_string(),
-            private_mount_namespace: namespace,
-            caches_dropped,
-            order: order.name(),
-        },
-        corpus_record(&corpus),
-        calibration.clone(),
-    );
 
     let trees = package_trees(&corpus);
     let cold_files = corpus.largest_files(COLD_READ_FILES);
@@ -133,30 +114,170 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         trees: &new_trees,
         expected: &r.digest,
     });
+    let targets = args.work_dir.join("targets");
+    let unmeasured = Calibration::default();
     let bench = Bench {
         corpus: &corpus,
         trees: &trees,
         corpus_key: &corpus_key,
         work_dir: &args.work_dir,
+        targets: &targets,
         cold_files: &cold_files,
         misses: &misses,
         exec: &exec,
         upgrade,
         plan: &plan,
         options: &options,
-        calibration: &calibration,
+        calibration: &unmeasured,
     };
+    let session = Session {
+        args,
+        started,
+        host,
+        selected,
+        namespace,
+        caches_dropped,
+        order,
+    };
+    if filesystems.is_empty() {
+        let failed = measure_on(
+            &session,
+            &bench,
+            &args.work_dir,
+            &out_dir,
+            None,
+            &mut caches,
+        )?;
+        return Ok(exit_code(failed));
+    }
+    let mut failed = false;
+    let mut series = Vec::new();
+    for kind in filesystems {
+        let sp = spinner(kind.name());
+        sp.set_message(format!("making and mounting {}", kind.name()));
+        let made = TestFs::create(kind, &args.work_dir)
+            .with_context(|| format!("--fs {}: making the filesystem", kind.name()))?;
+        sp.finish_and_clear();
+        let targets = made.mount_point.join("targets");
+        let on_fs = Bench {
+            targets: &targets,
+            ..bench
+        };
+        let dir = out_dir.join(kind.name());
+        eprintln!(
+            "harness: measuring on {} ({})",
+            kind.name(),
+            made.mount_point.display()
+        );
+        failed |= measure_on(
+            &session,
+            &on_fs,
+            &made.mount_point,
+            &dir,
+            Some(made.record.clone()),
+            &mut caches,
+        )?;
+        drop(made);
+        let json = dir.join("results.json");
+        match crate::results::read::load(&json) {
+            Ok(measured) => series.push(crate::plot::Series {
+                label: kind.name().to_string(),
+                measured,
+            }),
+            Err(e) => eprintln!("harness: {}: {e:#}", json.display()),
+        }
+    }
+    // One figure per workload with a bar per filesystem: models x workloads x fs.
+    let figures = out_dir.join("figures");
+    match crate::plot::plot_all(&series, &figures) {
+        Ok(files) => println!(
+            "figures across filesystems: {} ({} files)",
+            figures.display(),
+            files.len()
+        ),
+        Err(e) => eprintln!("harness: drawing the figures across filesystems failed: {e:#}"),
+    }
+    Ok(exit_code(failed))
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What one `harness run` fixes for every filesystem it measures on.
+struct Session<'a> {
+    args: &'a RunArgs,
+    started: SystemTime,
+    host: crate::host::HostFacts,
+    selected: Vec<String>,
+    namespace: bool,
+    caches_dropped: bool,
+    order: Order,
+}
+
+/// Calibrates `calibration_dir`'s filesystem, measures every selected model on `bench`
+/// (whose targets live there), and writes results, table and figures into `out_dir`.
+/// Returns whether a model failed.
+fn measure_on(
+    session: &Session<'_>,
+    bench: &Bench<'_>,
+    calibration_dir: &Path,
+    out_dir: &Path,
+    fs_record: Option<crate::filesystems::FsRecord>,
+    caches: &mut KernelCaches,
+) -> Result<bool> {
+    let args = session.args;
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let sp = spinner("calibrate");
+    sp.set_message("the filesystem's read, write and create limits");
+    let calibration = calibrate(calibration_dir, caches).context("calibrating")?;
+    sp.finish_and_clear();
+    warn_of_caches_below(&calibration);
+    let bench = Bench {
+        calibration: &calibration,
+        ..*bench
+    };
+    let mut results = RunResults::begin(
+        ToolFacts::current(),
+        session.started,
+        session.host.clone(),
+        RunConfigRecord {
+            models: session.selected.clone(),
+            workloads: bench
+                .plan
+                .workloads
+                .iter()
+                .map(|w| w.name().to_string())
+                .collect(),
+            corpus: args.corpus.clone(),
+            runs: args.runs,
+            warmup: args.warmup,
+            durability: bench.plan.durability.as_str().into(),
+            jobs: args.jobs,
+            work_dir: args.work_dir.display().to_string(),
+            private_mount_namespace: session.namespace,
+            caches_dropped: session.caches_dropped,
+            order: session.order.name(),
+            fs: fs_record,
+        },
+        corpus_record(bench.corpus),
+        calibration.clone(),
+    );
     let infos: Vec<ModelInfo> = catalog()
         .into_iter()
-        .filter(|m| selected.iter().any(|s| s == m.name))
+        .filter(|m| session.selected.iter().any(|s| s == m.name))
         .collect();
-    measure_models(&infos, &bench, &mut caches, order, &mut |models| {
+    measure_models(&infos, &bench, caches, session.order, &mut |models| {
         results.models = models;
         results.fidelity = crate::results::fidelity::fidelity(&results.models);
-        write_outputs(&results, &out_dir)
+        write_outputs(&results, out_dir)
     })?;
     results.finished_utc = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
-    write_outputs(&results, &out_dir)?;
+    write_outputs(&results, out_dir)?;
     let table = format!(
         "{}{}",
         render_table(&results),
@@ -181,22 +302,21 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         // Figures are a view of the results, which are written: say so and go on.
         Err(e) => eprintln!("harness: drawing figures failed: {e:#}"),
     }
-    let failed = results.models.iter().any(|m| m.status == Status::Failed);
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(results.models.iter().any(|m| m.status == Status::Failed))
 }
 
 /// What every model of one run is measured on: the corpus, its packages as models
 /// receive them, the reads, the plan and the calibrated limits.
+#[derive(Clone, Copy)]
 pub struct Bench<'a> {
     pub corpus: &'a Corpus,
     pub trees: &'a [PackageTree],
     /// Names the corpus's mirrors under `WORK_DIR/mirrors`.
     pub corpus_key: &'a str,
+    /// Where corpora and mirrors live (`WORK_DIR/mirrors`).
     pub work_dir: &'a Path,
+    /// Where each model's target is made (`TARGETS/NAME`): the filesystem measured on.
+    pub targets: &'a Path,
     pub cold_files: &'a [String],
     pub misses: &'a [PathBuf],
     /// The `exec` workload's program, or why this corpus has none.
@@ -297,7 +417,7 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
             info: *info,
             model,
             mirror,
-            target: bench.work_dir.join("targets").join(info.name),
+            target: bench.targets.join(info.name),
         }),
         Err(e) => Err(Box::new(ModelResult::new(
             info.name,

@@ -130,6 +130,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     let misses = miss_list();
     let sweep_json = out_dir.join("sweep.json");
 
+    let targets = args.work_dir.join("targets");
     for &n in &counts {
         let name = format!("{}:{n}", synthetic::NAME);
         let opened = Instant::now();
@@ -149,6 +150,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             trees: &trees,
             corpus_key: &corpus_key,
             work_dir: &args.work_dir,
+            targets: &targets,
             cold_files: &cold_files,
             misses: &misses,
             exec: &no_exec,
@@ -177,6 +179,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 caches_dropped,
                 // A sweep measures each model's point in a row.
                 order: "sequential".into(),
+                fs: None,
             },
             corpus_record(&corpus),
             calibration.clone(),

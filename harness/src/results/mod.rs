@@ -94,6 +94,8 @@ pub struct RunConfigRecord {
     /// The order models were measured in (`schedule`): `interleaved`, `sequential`,
     /// `shuffled:SEED`.
     pub order: String,
+    /// The filesystem the models' targets were on, when the run made one (`--fs`).
+    pub fs: Option<crate::filesystems::FsRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -3,7 +3,8 @@
 //! backing file, the flags and (optionally) direct I/O at once, where the older
 //! `LOOP_SET_FD` + `LOOP_SET_STATUS64` pair took two calls and a window in between.
 //!
-//! Every device is attached read-only with `LO_FLAGS_AUTOCLEAR`: the kernel detaches it
+//! Every image device is attached read-only with `LO_FLAGS_AUTOCLEAR` (a filesystem to
+//! measure on, read-write): the kernel detaches it
 //! when its last user goes, i.e. when our descriptor is closed after the squashfs mount
 //! took its own reference, and again when that mount goes. So nothing needs detaching on
 //! teardown, and a SIGKILLed harness leaves no device behind (its private mount
@@ -71,17 +72,33 @@ const ATTACH_ATTEMPTS: usize = 64;
 /// when `direct_io` (reads bypass the page cache of the image file, so the image's pages
 /// are not cached twice: once for the file and once for the squashfs block device).
 pub fn attach(image: &Path, direct_io: bool) -> Result<LoopDevice> {
-    let backing = File::open(image).with_context(|| format!("opening {}", image.display()))?;
+    let mut flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+    if direct_io {
+        flags |= LO_FLAGS_DIRECT_IO;
+    }
+    attach_with(image, false, flags)
+}
+
+/// Attaches `image` read-write to a free loop device, with autoclear and direct I/O:
+/// the backing of a filesystem the harness makes to measure on (`--fs`). Direct I/O
+/// keeps the image file's own page cache out of the way, so the filesystem on the
+/// device is cached once, as on a disk, and a dropped cache is dropped all the way.
+pub fn attach_read_write(image: &Path) -> Result<LoopDevice> {
+    attach_with(image, true, LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO)
+}
+
+fn attach_with(image: &Path, writable: bool, flags: u32) -> Result<LoopDevice> {
+    let backing = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(image)
+        .with_context(|| format!("opening {}", image.display()))?;
     let control = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/loop-control")
         .context("opening /dev/loop-control")?;
-    let mut flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-    if direct_io {
-        flags |= LO_FLAGS_DIRECT_IO;
-    }
     for _ in 0..ATTACH_ATTEMPTS {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
@@ -92,6 +109,7 @@ pub fn attach(image: &Path, direct_io: bool) -> Result<LoopDevice> {
         let path = PathBuf::from(format!("/dev/loop{n}"));
         let device = match OpenOptions::new()
             .read(true)
+            .write(writable)
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
         {
