@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         return models::fuse::server::main(&args[2..]);
     }
     if let Ok(exe) = std::env::current_exe() {
-        models::fuse::daemon::set_harness_program(exe);
+        models::fuse::daemon::set_daemon_program(exe);
     }
     let cli = Cli::parse();
     let outcome = match cli.command {

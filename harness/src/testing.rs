@@ -166,3 +166,10 @@ pub fn republish(art: &mut models::Artifact, mirror: &std::path::Path) {
     art.sha256 = sha256;
     art.size_bytes = size;
 }
+
+/// A `fuse` model whose daemon is served by `harness_bin` (a test passes
+/// `env!("CARGO_BIN_EXE_harness")`): a test binary is no program that serves daemons.
+pub fn fuse_model_served_by(harness_bin: &str) -> models::fuse::FuseModel {
+    models::fuse::daemon::set_daemon_program(harness_bin.into());
+    models::fuse::FuseModel::new()
+}

@@ -12,7 +12,6 @@
 
 use harness::testing::loop_backing_files;
 use harness::testing::{in_private_mount_namespace, require_root};
-use models::fuse::FuseModel;
 use models::hooks::HooksModel;
 use models::nar::db::StoreDb;
 use models::nar::NarModel;
@@ -271,7 +270,7 @@ fn root_fuse_disk_full_names_the_path_and_leaves_no_image_in_the_union_or_mount(
     }
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         // Random bytes: the image is as large as its contents, so fetching it fills the disk.
         let (err, target, set) = install_on_tiny_tmpfs(&mut model, work.path(), true);
         assert_names_the_image_being_written(&err, &target, &set[1]);

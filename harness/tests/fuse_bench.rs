@@ -14,7 +14,7 @@
 use harness::caches::{CacheControl, KernelCaches};
 use harness::testing::require_root;
 use models::fuse::reference::SquashfuseModel;
-use models::fuse::{FuseModel, FuseOptions};
+use models::fuse::FuseOptions;
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PhaseTimes, RunCtx};
 use std::fs;
@@ -82,7 +82,7 @@ impl Bench {
         let scratch = tempfile::tempdir_in(work_dir()).unwrap();
         let mirror = scratch.path().join("mirror");
         fs::create_dir_all(&mirror).unwrap();
-        let packer = FuseModel::new();
+        let packer = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let set = harness::mirror::package_trees(&corpus)
             .iter()
             .map(|t| packer.pack(t, &mirror).unwrap())
@@ -207,7 +207,7 @@ fn root_fuse_bench_reads_and_knobs() {
             ),
         ];
         for (name, options) in knobs {
-            let mut model = FuseModel::new();
+            let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
             model.options = options;
             rows.push((name.into(), bench.measure(&mut model)));
         }
@@ -222,7 +222,7 @@ fn root_fuse_bench_reads_and_knobs() {
 /// daemon process's peak resident memory (VmHWM, KiB) and the number of images.
 fn daemon_peak(bench: &Bench, copies: usize) -> (u64, usize) {
     let ctx = bench.ctx();
-    let mut model = FuseModel::new();
+    let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
     model.install(&[], &ctx).unwrap();
     let mut times = PhaseTimes::default();
     let mut images = 0;

@@ -60,7 +60,7 @@ fn root_fuse_passes_conformance() {
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
         for phase in ["mount", "fetch", "verify", "notify"] {
             assert!(
@@ -103,7 +103,7 @@ fn root_fuse_eight_threads_reading_different_and_the_same_files_get_the_right_by
         let work = tempfile::tempdir().unwrap();
         let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
         let trees = harness::mirror::package_trees(&corpus);
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let mirror = work.path().join("mirror");
         fs::create_dir_all(&mirror).unwrap();
         let set: Vec<Artifact> = trees
@@ -207,7 +207,7 @@ fn root_fuse_picks_up_a_new_image_without_remounting() {
                 &[("usr/bin/c", "c\n"), ("usr/share/c/data", "C")],
             ),
         ];
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let (set, ctx) = pack_all(&model, work.path(), &trees);
         model.install(&set[..2], &ctx).unwrap();
         let view = model.view().root;
@@ -281,7 +281,7 @@ fn root_fuse_two_packages_providing_a_path_merge_directories_and_the_first_wins(
                 ("y", "hidden too"),
             ],
         );
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let (set, ctx) = pack_all(&model, work.path(), &[first, second]);
         model.install(&set, &ctx).unwrap();
         let view = model.view().root;
@@ -350,7 +350,7 @@ fn root_fuse_a_failed_install_is_torn_down_without_a_mount_left() {
                 )
             })
             .collect();
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let (mut set, ctx) = pack_all(&model, work.path(), &trees);
         // Not a SquashFS image, and the index says so: the daemon must refuse it.
         fs::write(ctx.mirror.join(&set[2].files[0]), vec![0x55u8; 8192]).unwrap();
@@ -365,7 +365,7 @@ fn root_fuse_a_failed_install_is_torn_down_without_a_mount_left() {
         model.teardown().unwrap();
         assert!(mounts_under("/proc/self/mounts", work.path()).is_empty());
         // A dropped model unmounts too (a harness that unwinds).
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         fs::remove_dir_all(&ctx.target).unwrap();
         model.install(&set[..2], &ctx).unwrap();
         assert_eq!(mounts_under("/proc/self/mounts", work.path()).len(), 1);

@@ -6,7 +6,6 @@
 
 use harness::testing::{in_private_mount_namespace, require_root, tiny_package};
 use models::fuse::reference::SquashfuseModel;
-use models::fuse::FuseModel;
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
 use std::fs;
@@ -144,7 +143,7 @@ fn root_fuse_refuses_an_image_whose_hash_differs_from_the_index() {
     }
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         // The daemon is mounted and serves p0, fetched before; p1 never reaches it.
         let trees = packages(work.path(), "1");
         let ctx = ctx(work.path());
@@ -209,7 +208,10 @@ fn root_overlay_and_fuse_refuse_a_new_version_whose_hash_differs_from_the_index(
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         upgrade_refuses(&mut OverlayModel::new(), &work.path().join("overlay"));
-        upgrade_refuses(&mut FuseModel::new(), &work.path().join("fuse"));
+        upgrade_refuses(
+            &mut harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness")),
+            &work.path().join("fuse"),
+        );
         upgrade_refuses(
             &mut SquashfuseModel::new(),
             &work.path().join("ref-squashfuse"),

@@ -107,7 +107,7 @@ fn root_fuse_upgrade_passes_conformance() {
         let work = tempfile::tempdir().unwrap();
         let (old, new) = upgrade_fixture(SUBSET, work.path());
         assert!(!new.is_empty(), "the point release upgrades nothing");
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let times = run_upgrade_conformance(&mut model, &old, &new, work.path()).unwrap();
         for phase in ["fetch", "verify", "notify"] {
             assert!(
@@ -128,7 +128,7 @@ fn root_fuse_upgrade_replaces_what_the_kernel_cached_without_remounting() {
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         let (old, new) = upgrade_fixture(SUBSET, work.path());
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let ctx = ctx(work.path());
         let installed = pack_all(&model, &ctx.mirror, &old);
         let to = pack_all(&model, &ctx.mirror, &new);
@@ -292,7 +292,7 @@ fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
                 ("y", "now a file"),
             ],
         )];
-        let mut model = FuseModel::new();
+        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
         let ctx = ctx(w);
         let installed = pack_all(&model, &ctx.mirror, &old);
         let to = pack_all(&model, &ctx.mirror, &new);

@@ -1,8 +1,9 @@
 //! The harness's side of the daemon: start the daemon process, tell it about new
 //! images, stop it.
 //!
-//! The daemon is a process of its own (see `server` for why and for the protocol): the
-//! harness binary run again as `harness fuse-daemon CONTROL_FD MOUNTPOINT KEY=VALUE...`,
+//! The daemon is a process of its own (see `server` for why and for the protocol): a
+//! program that links `models` ([`daemon_program`]: the harness, or `models`'s own
+//! `pkgbench-fuse-daemon`) run as `PROGRAM fuse-daemon CONTROL_FD MOUNTPOINT KEY=VALUE...`,
 //! with one end of a Unix socket pair as its control descriptor. It inherits the
 //! harness's private mount namespace, so its mount is the harness's. It gets
 //! `PR_SET_PDEATHSIG(SIGKILL)`: when the thread that started it dies (with the harness,
@@ -35,9 +36,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The environment variable naming the harness binary that runs the daemon, for
-/// programs other than the harness (tests) when it is not found next to them.
-pub const HARNESS_BIN: &str = "PKGBENCH_HARNESS_BIN";
+/// The environment variable naming the program that serves the daemon, when the
+/// program starting it has not said (`set_daemon_program`).
+pub const DAEMON_PROGRAM_ENV: &str = "PKGBENCH_FUSE_DAEMON";
 
 /// The descriptor number the control socket has in the daemon.
 const CONTROL_FD: i32 = 3;
@@ -62,46 +63,38 @@ pub struct DaemonStats {
     pub metadata_bytes: usize,
 }
 
-/// Set by the harness's `main`: the harness runs its daemons itself, whatever its
-/// binary is called.
-static THIS_IS_THE_HARNESS: OnceLock<PathBuf> = OnceLock::new();
+/// The program that serves the daemon: any program that links `models` and hands the
+/// `fuse-daemon` command line to [`super::server::main`]: the harness (its `main` names
+/// itself), or `models`'s own `pkgbench-fuse-daemon` binary (what `models`'s tests
+/// use, so the model runs without a harness built).
+static DAEMON_PROGRAM: OnceLock<PathBuf> = OnceLock::new();
 
-/// Called by the harness binary at start: daemons are this program.
-pub fn set_harness_program(path: PathBuf) {
-    let _ = THIS_IS_THE_HARNESS.set(path);
+/// Names the program that serves daemons for this process (the first call wins).
+pub fn set_daemon_program(path: PathBuf) {
+    let _ = DAEMON_PROGRAM.set(path);
 }
 
-/// The program that runs the daemon: the harness itself (see [`set_harness_program`]),
-/// else `$PKGBENCH_HARNESS_BIN`, else `harness` beside this program or one directory up
-/// (cargo puts test binaries in `target/PROFILE/deps/`, the harness in
-/// `target/PROFILE/`).
-pub fn harness_program() -> Result<PathBuf> {
-    if let Some(path) = THIS_IS_THE_HARNESS.get() {
+/// The program that runs the daemon: the one named by [`set_daemon_program`], else
+/// `$PKGBENCH_FUSE_DAEMON`; no name is guessed.
+pub fn daemon_program() -> Result<PathBuf> {
+    if let Some(path) = DAEMON_PROGRAM.get() {
         return Ok(path.clone());
     }
-    if let Some(bin) = std::env::var_os(HARNESS_BIN) {
+    if let Some(bin) = std::env::var_os(DAEMON_PROGRAM_ENV) {
         return Ok(PathBuf::from(bin));
     }
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("harness"))
-        .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "the fuse daemon is run by the harness binary, which is not beside {} \
-                 (build it with `cargo build --release -p harness`, or set {HARNESS_BIN})",
-                exe.display()
-            )
-        })
+    bail!(
+        "no program serves the fuse daemon: name one with models::fuse::daemon::set_daemon_program \
+         (the harness names itself; tests name env!(\"CARGO_BIN_EXE_pkgbench-fuse-daemon\") or \
+         the harness), or set {DAEMON_PROGRAM_ENV}"
+    )
 }
 
 impl Daemon {
     /// Starts the daemon with an empty union mounted at `mountpoint` and waits until it
     /// serves it.
     pub fn spawn(mountpoint: &Path, options: FuseOptions) -> Result<Daemon> {
-        let program = harness_program()?;
+        let program = daemon_program()?;
         let (control, theirs) = UnixStream::pair().context("creating the control socket")?;
         let mut command = Command::new(&program);
         command
