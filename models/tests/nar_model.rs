@@ -4,7 +4,7 @@
 //! packages providing the same file.
 
 use models::nar::db::StoreDb;
-use models::nar::NarModel;
+use models::nar::{store_path_of, NarModel};
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -132,11 +132,7 @@ fn install_fills_store_database_and_profile() {
     });
     // Narinfo references follow dependencies, whatever the packing order.
     let narinfo = fs::read_to_string(setup.mirror().join(&setup.artifact("bad").files[1])).unwrap();
-    let good = setup.artifact("libgood").files[1]
-        .to_str()
-        .unwrap()
-        .trim_end_matches(".narinfo")
-        .to_string();
+    let good = store_path_of(setup.artifact("libgood"), &setup.mirror()).unwrap();
     assert!(
         narinfo.contains(&format!("References: {good}\n")),
         "{narinfo}"

@@ -21,12 +21,18 @@
 //! `/nix/store/...`) but lie in the target's store; the profile's links point to where
 //! they really are.
 //!
+//! The binary cache is laid out as a real one (see `pack`): `nix-cache-info`, whose
+//! `StoreDir` is checked first, as Nix does; `HASH.narinfo`, whose `StorePath` must have
+//! that hash part, as Nix's lookup by hash part requires; `nar/FILEHASH.nar.zst`. The
+//! packer breaks Debian's dependency cycles, so its references form none, as Nix's must.
+//!
 //! Where it differs from Nix: no daemon, no store locks or GC roots (one installer owns the
 //! target); the binary cache is a local directory read directly (like `file://`); paths
 //! are restored as `HASH-NAME.tmp` and renamed, with canonical metadata applied while
-//! restoring rather than by a second walk; Debian's dependency cycles are registered as one
-//! group; the profile's store path name is derived from its members rather than from a
-//! derivation, and it holds no `manifest.nix`.
+//! restoring rather than by a second walk; references that do form a cycle (a narinfo not
+//! of this packer) are registered as one group where Nix would refuse them; the profile's
+//! store path name is derived from its members rather than from a derivation, and it
+//! holds no `manifest.nix`.
 //!
 //! Phases: `fetch` (narinfos, and reading the compressed NARs), `restore` (decompressing
 //! and writing the trees), `verify` (hashing and checking NarHash and NarSize), `register`
@@ -47,7 +53,7 @@ use crate::formats::nar::{dump_path, make_dirs_writable, remove_restored};
 use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
 use anyhow::{anyhow, bail, Context, Result};
 use db::{StoreDb, ValidPath};
-use narinfo::{nix32, store_path_name_for, NarInfo, STORE_DIR};
+use narinfo::{store_path_name_for, NarInfo, STORE_DIR};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;
@@ -138,7 +144,9 @@ impl Model for NarModel {
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: a real binary cache (HASH.narinfo, nar/FILEHASH.nar.zst, nix-cache-info), no
+        // CA, references without cycles.
+        2
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
@@ -150,7 +158,10 @@ impl Model for NarModel {
         self.layout = Some(layout.clone());
         let mut times = PhaseTimes::default();
 
-        let infos = times.time("fetch", || read_narinfos(set, &ctx.mirror))?;
+        let infos = times.time("fetch", || {
+            check_cache_info(&ctx.mirror)?;
+            read_narinfos(set, &ctx.mirror)
+        })?;
         let db = times.time("register", || {
             StoreDb::create(&layout.db_dir, ctx.durability)
         })?;
@@ -196,6 +207,27 @@ impl Model for NarModel {
     }
 }
 
+/// Reads `nix-cache-info`, as Nix does before it looks anything up in a binary cache, and
+/// refuses a cache for another store directory (Nix: "binary cache ... is for Nix stores
+/// with prefix ...").
+pub(crate) fn check_cache_info(mirror: &Path) -> Result<()> {
+    let path = mirror.join(pack::CACHE_INFO);
+    let text = fs::read_to_string(&path).with_context(|| format!("fetching {}", path.display()))?;
+    let store_dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("StoreDir: "))
+        .with_context(|| format!("{} has no StoreDir", path.display()))?;
+    if store_dir != STORE_DIR {
+        bail!(
+            "{}: the binary cache is for Nix stores with prefix {store_dir:?}, not {STORE_DIR:?}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The narinfos of `set`, each from its `HASH.narinfo` on the mirror; a narinfo for
+/// another path than its name says is refused, as Nix refuses one.
 pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarInfo>> {
     set.iter()
         .map(|a| {
@@ -207,9 +239,27 @@ pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarIn
             let path = mirror.join(rel);
             let text = fs::read_to_string(&path)
                 .with_context(|| format!("fetching {}", path.display()))?;
-            NarInfo::parse(&text).with_context(|| format!("reading {}", path.display()))
+            let info =
+                NarInfo::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+            let stem = rel.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            if stem != narinfo::hash_part(&info.store_path) {
+                bail!(
+                    "{}: its StorePath {} has another hash part than its name",
+                    path.display(),
+                    info.full_path()
+                );
+            }
+            Ok(info)
         })
         .collect()
+}
+
+/// The store path base (`HASH-NAME`) of a packed artifact, from its narinfo on `mirror`.
+pub fn store_path_of(artifact: &Artifact, mirror: &Path) -> Result<String> {
+    read_narinfos(std::slice::from_ref(artifact), mirror)?
+        .pop()
+        .map(|info| info.store_path)
+        .with_context(|| format!("package {} has no narinfo", artifact.package))
 }
 
 /// Substitutes every path of `infos` into the store, `ctx.jobs` at a time, each once the
@@ -315,7 +365,8 @@ fn valid_path(info: &NarInfo) -> ValidPath {
             .iter()
             .map(|r| format!("{STORE_DIR}/{r}"))
             .collect(),
-        ca: Some(format!("fixed:r:sha256:{}", nix32(&info.nar_hash))),
+        // The narinfo carries no CA (see `narinfo`), so Nix registers none either.
+        ca: None,
     }
 }
 

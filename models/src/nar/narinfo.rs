@@ -1,17 +1,29 @@
 //! Narinfo files and store path names, as a Nix binary cache publishes them.
 //!
 //! A narinfo describes one store path: where its compressed NAR is, the hash and size of
-//! the compressed file and of the NAR itself, and the store paths it references. Hashes
-//! are written as Nix writes them, `sha256:` and Nix's own base-32 alphabet.
+//! the compressed file and of the NAR itself, and the store paths it references (base
+//! names, `HASH-NAME`, space-separated, as Nix writes and reads them). Hashes are written
+//! as Nix writes them, `sha256:` and Nix's own base-32 alphabet.
+//!
+//! Fields: Nix 2.8's parser (`NarInfo::NarInfo`, libstore/nar-info.cc) requires
+//! `StorePath`, `URL`, `NarHash` and a nonzero `NarSize`, and takes a missing
+//! `Compression` as bzip2; `FileHash`, `FileSize`, `References`, `Deriver`, `Sig` and `CA`
+//! are optional to it. The packer always writes `Compression`, `FileHash` and `FileSize`,
+//! and this parser requires them too.
 //!
 //! Store path names: Nix names a path `HASH-NAME`, HASH being 160 bits of a sha256 over a
-//! fingerprint. Here the fingerprint is the one Nix uses for a content-addressed path
-//! added with `nix-store --add` (`source:sha256:<NAR hash in hex>:/nix/store:<name>`), so
-//! **the store hash is derived from the NAR hash**, and the narinfo carries the matching
-//! `CA: fixed:r:sha256:...`. Where Nix would also put the references into the
-//! fingerprint, they are left out: Debian's dependency graph has cycles (libc6 and
-//! libgcc-s1), which content-addressed Nix paths cannot have.
-
+//! fingerprint, printed as 32 characters of Nix's base-32 (what Nix's `StorePath` accepts:
+//! 32 characters of that alphabet, a dash, a valid name). Here the fingerprint is the one
+//! Nix uses for a content-addressed path added with `nix-store --add`
+//! (`source:sha256:<NAR hash in hex>:/nix/store:<name>`), so **the store hash is derived
+//! from the NAR hash**. But Nix puts a content-addressed path's references into its
+//! fingerprint, and checks a narinfo's `CA:` against the name when it registers the path
+//! ("claims to be content-addressed but isn't"); the references are left out here (a
+//! package's name would otherwise depend on its dependencies' names, so on packing
+//! order). So the narinfo carries no `CA:`, and Nix takes the paths as input-addressed,
+//! as it takes nearly every path cache.nixos.org serves: it trusts the name (with
+//! `--no-check-sigs` nothing checks it) and checks NarHash and NarSize. (With a `CA:`,
+//! Nix 2.8 would also hash every restored path a second time to check it.)
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
@@ -115,6 +127,12 @@ pub fn store_path_name_for(fingerprint: &str, name: &str) -> String {
     format!("{}-{name}", nix32(&compress_hash::<20>(&digest)))
 }
 
+/// The hash part of a store path base (`HASH-NAME` → `HASH`), the name of its narinfo on
+/// a binary cache (`HASH.narinfo`).
+pub fn hash_part(base: &str) -> &str {
+    base.get(..32).unwrap_or(base)
+}
+
 /// One narinfo. `store_path` and `references` are base names (`HASH-NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NarInfo {
@@ -139,7 +157,7 @@ impl NarInfo {
     pub fn render(&self) -> String {
         format!(
             "StorePath: {}\nURL: {}\nCompression: {}\nFileHash: sha256:{}\nFileSize: {}\n\
-             NarHash: sha256:{}\nNarSize: {}\nReferences: {}\nCA: fixed:r:sha256:{}\n",
+             NarHash: sha256:{}\nNarSize: {}\nReferences: {}\n",
             self.full_path(),
             self.url,
             self.compression,
@@ -148,11 +166,11 @@ impl NarInfo {
             nix32(&self.nar_hash),
             self.nar_size,
             self.references.join(" "),
-            nix32(&self.nar_hash),
         )
     }
 
-    /// Parses a narinfo; unknown fields (Deriver, Sig) are ignored, as Nix does.
+    /// Parses a narinfo; `Deriver`, `Sig`, `CA` (which the packer never writes) and
+    /// fields Nix does not know are ignored.
     pub fn parse(text: &str) -> Result<NarInfo> {
         let mut fields = std::collections::BTreeMap::new();
         for line in text.lines().filter(|l| !l.is_empty()) {

@@ -4,10 +4,10 @@
 //! path only after all its references are valid, and runs at most
 //! `max-substitution-jobs` substitutions at once. Here `jobs` worker threads take ready
 //! paths from a queue; a path becomes ready when every path it references is registered.
-//! Nix's references cannot form cycles but Debian's dependencies do (libc6 and
-//! libgcc-s1), so a strongly connected group is ready when everything outside it that it
-//! references is registered, and is registered in one transaction once all its members
-//! are in place.
+//! Nix's references cannot form cycles, and the packer breaks Debian's (libc6 and
+//! libgcc-s1, see `pack`); for a narinfo that still has one, a strongly connected group
+//! is ready when everything outside it that it references is registered, and is
+//! registered in one transaction once all its members are in place.
 
 use anyhow::{anyhow, Result};
 use std::collections::VecDeque;

@@ -30,7 +30,8 @@
 use super::db::StoreDb;
 use super::narinfo::STORE_DIR;
 use super::{
-    build_user_environment, generations, profile, read_narinfos, substitute_paths, Layout, PROFILE,
+    build_user_environment, check_cache_info, generations, profile, read_narinfos,
+    substitute_paths, Layout, PROFILE,
 };
 use crate::{Artifact, PhaseTimes, RunCtx};
 use anyhow::{bail, Context, Result};
@@ -53,7 +54,10 @@ pub(super) fn upgrade(
         }
     }
     let mut times = PhaseTimes::default();
-    let infos = times.time("fetch", || read_narinfos(to, &ctx.mirror))?;
+    let infos = times.time("fetch", || {
+        check_cache_info(&ctx.mirror)?;
+        read_narinfos(to, &ctx.mirror)
+    })?;
     let (db, missing) = times.time("register", || -> Result<_> {
         let db = StoreDb::create(&layout.db_dir, ctx.durability)?;
         // Nix substitutes only what is not valid yet.

@@ -114,7 +114,9 @@ impl Model for NixStoreModel {
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: a real binary cache (HASH.narinfo, nar/FILEHASH.nar.zst, nix-cache-info), no
+        // CA, references without cycles.
+        2
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
