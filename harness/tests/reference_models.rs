@@ -3,12 +3,17 @@
 //! corpus), the upgrade conformance (the view equals the upgraded corpus), and their
 //! phases.
 
-use harness::conformance::{run_conformance, run_upgrade_conformance};
+use harness::conformance::{check_view, run_conformance, run_upgrade_conformance};
 use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
 use models::fuse::reference::SquashfuseModel;
+use models::nar::db::StoreDb;
+use models::nar::store_path_of;
 use models::refs::dpkg::DpkgModel;
 use models::refs::nix::NixStoreModel;
-use models::Model;
+use models::{Artifact, Durability, Model, RunCtx};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use workloads::corpus;
 
 /// Maintainer scripts (libc6, dpkg, tar), an `ldconfig` trigger, a dependency cycle
@@ -38,31 +43,63 @@ fn root_ref_dpkg_passes_conformance() {
     }
 }
 
+/// Whether the Nix reference can run here; if not, fails when `CI=true` and otherwise
+/// says why the test is skipped.
+fn nix_available(test: &str) -> bool {
+    if on_path("nix") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "nix is missing, and CI=true: failing instead of skipping"
+    );
+    eprintln!("skipping {test}: nix is missing (scripts/setup installs nix-bin)");
+    false
+}
+
 #[test]
 fn ref_nix_passes_conformance() {
-    if !on_path("nix-store") || !on_path("zstd") {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "nix-store or zstd is missing, and CI=true: failing instead of skipping"
-        );
-        eprintln!("skipping ref_nix_passes_conformance: nix-store or zstd is missing");
+    if !nix_available("ref_nix_passes_conformance") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
     let corpus = corpus::open(SUBSET, work.path(), &|_, _| {}).unwrap();
     let mut model = NixStoreModel::new();
     let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
-    for phase in ["restore", "profile"] {
+    let phases: Vec<&str> = times.phases.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(phases, vec!["substitute", "profile"], "{times:?}");
+    for phase in phases {
         assert!(
             times.get(phase).is_some_and(|d| !d.is_zero()),
             "phase {phase} not timed: {times:?}"
         );
     }
+    // Nix registered every package's path, with its references, in its own database.
+    let db = StoreDb::open(&work.path().join("target/nix/var/nix/db")).unwrap();
+    let valid = db.valid_paths().unwrap();
+    assert_eq!(valid.len(), corpus.packages.len(), "{valid:?}");
+    let libgcc = valid.iter().find(|p| p.ends_with("-libgcc-s1")).unwrap();
+    let refs = db.references(libgcc).unwrap();
+    assert!(refs.iter().any(|r| r.ends_with("-libc6")), "{refs:?}");
+    // The notes name the command that ran and Nix's version.
+    let notes = model.notes().join("\n");
+    assert!(
+        notes.contains("ran: nix --extra-experimental-features nix-command")
+            && notes.contains(" copy --from file:///")
+            && notes.contains("--no-check-sigs /nix/store/")
+            && notes.contains("(nix (Nix) "),
+        "{notes}"
+    );
+    assert!(notes.contains("one path at a time"), "{notes}");
 }
 
 /// The upgrade conformance of `model` on SUBSET's point release in `work`, with
-/// `phases` timed.
-fn upgrade_passes(model: &mut dyn Model, work: &std::path::Path, phases: &[&str]) {
+/// `phases` timed; returns the packages it upgraded.
+fn upgrade_passes(
+    model: &mut dyn Model,
+    work: &std::path::Path,
+    phases: &[&str],
+) -> Vec<models::PackageTree> {
     let (old, new) = upgrade_fixture(SUBSET, work);
     assert!(!new.is_empty(), "the point release upgrades something");
     let times = run_upgrade_conformance(model, &old, &new, work).unwrap();
@@ -73,6 +110,7 @@ fn upgrade_passes(model: &mut dyn Model, work: &std::path::Path, phases: &[&str]
             model.name()
         );
     }
+    new
 }
 
 #[test]
@@ -85,21 +123,26 @@ fn root_ref_dpkg_upgrades_with_dpkg() {
 }
 
 #[test]
-fn ref_nix_upgrades_with_nix_store() {
-    if !on_path("nix-store") || !on_path("zstd") {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "nix-store or zstd is missing, and CI=true: failing instead of skipping"
-        );
-        eprintln!("skipping ref_nix_upgrades_with_nix_store: nix-store or zstd is missing");
+fn ref_nix_upgrades_with_nix_copy() {
+    if !nix_available("ref_nix_upgrades_with_nix_copy") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    upgrade_passes(
+    let new = upgrade_passes(
         &mut NixStoreModel::new(),
         work.path(),
-        &["restore", "profile"],
+        &["substitute", "profile", "switch"],
     );
+    // Both versions of every upgraded package are valid in Nix's database.
+    let db = StoreDb::open(&work.path().join("target/nix/var/nix/db")).unwrap();
+    let valid = db.valid_paths().unwrap();
+    for pkg in &new {
+        let versions = valid
+            .iter()
+            .filter(|p| p.ends_with(&format!("-{}", pkg.name)))
+            .count();
+        assert_eq!(versions, 2, "{}: {valid:?}", pkg.name);
+    }
 }
 
 #[test]
@@ -123,4 +166,232 @@ fn root_ref_squashfuse_upgrades_with_new_layers_under_a_new_overlay() {
             "mounts under {ours} left after teardown:\n{mounts}"
         );
     });
+}
+
+/// SUBSET packed for ref-nix into `work/mirror`, and the context of an install into
+/// `work/target`.
+fn packed_for_nix(work: &Path) -> (Vec<Artifact>, RunCtx) {
+    let corpus = corpus::open(SUBSET, &work.join("corpora"), &|_, _| {}).unwrap();
+    let mirror = work.join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let model = NixStoreModel::new();
+    let artifacts = harness::mirror::package_trees(&corpus)
+        .iter()
+        .map(|t| model.pack(t, &mirror).unwrap())
+        .collect();
+    let ctx = RunCtx {
+        target: work.join("target"),
+        mirror,
+        durability: Durability::Native,
+        jobs: 4,
+    };
+    (artifacts, ctx)
+}
+
+/// The position of the first byte of a regular file's contents in `nar`: after the
+/// `contents` token and the 8-byte length of a non-empty file.
+fn first_contents_byte(nar: &[u8]) -> usize {
+    let mut token = 8u64.to_le_bytes().to_vec();
+    token.extend_from_slice(b"contents");
+    let mut from = 0;
+    loop {
+        let at = nar[from..]
+            .windows(token.len())
+            .position(|w| w == token.as_slice())
+            .map(|i| from + i + token.len())
+            .expect("a NAR with a non-empty regular file");
+        let len = u64::from_le_bytes(nar[at..at + 8].try_into().unwrap());
+        if len > 0 {
+            return at + 8;
+        }
+        from = at;
+    }
+}
+
+#[test]
+fn ref_nix_refuses_a_nar_with_a_flipped_byte_and_leaves_nothing_of_it() {
+    if !nix_available("ref_nix_refuses_a_nar_with_a_flipped_byte_and_leaves_nothing_of_it") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (artifacts, ctx) = packed_for_nix(work.path());
+    // One byte of zlib1g's contents flipped, recompressed: a well-formed NAR whose hash
+    // is not the narinfo's (a byte flipped in the compressed file may instead break
+    // zstd's framing, another error).
+    let broken = artifacts.iter().find(|a| a.package == "zlib1g").unwrap();
+    let base = store_path_of(broken, &ctx.mirror).unwrap();
+    let file = ctx.mirror.join(&broken.files[0]);
+    let mut nar = zstd::decode_all(fs::File::open(&file).unwrap()).unwrap();
+    let at = first_contents_byte(&nar);
+    nar[at] ^= 0x01;
+    fs::write(&file, zstd::encode_all(nar.as_slice(), 3).unwrap()).unwrap();
+
+    let mut model = NixStoreModel::new();
+    model.prepare(&artifacts, &ctx).unwrap();
+    let err = format!("{:#}", model.install(&artifacts, &ctx).unwrap_err());
+    model.teardown().unwrap();
+    // Nix's own message, and ours naming the path and the package.
+    assert!(
+        err.contains(&format!("hash mismatch importing path '/nix/store/{base}'")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("/nix/store/{base} (package zlib1g)")),
+        "{err}"
+    );
+    // Not valid in Nix's database, nothing of it in the store.
+    let target = fs::canonicalize(&ctx.target).unwrap();
+    let db = StoreDb::open(&target.join("nix/var/nix/db")).unwrap();
+    let valid = db.valid_paths().unwrap();
+    assert!(!valid.is_empty(), "paths before it were copied: {err}");
+    assert!(!valid.iter().any(|p| p.contains(&base)), "{valid:?}");
+    let left: Vec<String> = fs::read_dir(target.join("nix/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(&base))
+        .collect();
+    assert!(left.is_empty(), "left in the store: {left:?}");
+}
+
+/// The paths a `strace -f -y -e trace=%file` log line `line` writes (creates, opens for
+/// writing, renames, removes, changes the metadata of), resolved against the descriptor
+/// or `cwd`; none for a failed call or a read.
+fn written_paths(line: &str, cwd: &Path) -> Vec<PathBuf> {
+    const WRITES: [&str; 24] = [
+        "open",
+        "openat",
+        "creat",
+        "mkdir",
+        "mkdirat",
+        "rename",
+        "renameat",
+        "renameat2",
+        "unlink",
+        "unlinkat",
+        "rmdir",
+        "symlink",
+        "symlinkat",
+        "link",
+        "linkat",
+        "chmod",
+        "fchmodat",
+        "chown",
+        "lchown",
+        "fchownat",
+        "utimensat",
+        "truncate",
+        "mknod",
+        "mknodat",
+    ];
+    let Some((call, rest)) = line.split_once('(') else {
+        return Vec::new();
+    };
+    let failed = rest
+        .rsplit_once(" = ")
+        .is_none_or(|(_, r)| r.starts_with('-'));
+    if failed || !WRITES.contains(&call) {
+        return Vec::new();
+    }
+    if call.starts_with("open")
+        && !["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
+            .iter()
+            .any(|f| rest.contains(f))
+    {
+        return Vec::new();
+    }
+    // Arguments: `3</dir>` descriptors and "quoted" paths, in order.
+    let mut paths = Vec::new();
+    let mut dir = cwd.to_path_buf();
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '<' => {
+                let end = rest[i + 1..].find('>').map_or(rest.len(), |e| i + 1 + e);
+                dir = PathBuf::from(&rest[i + 1..end]);
+            }
+            '"' => {
+                let end = rest[i + 1..].find('"').map_or(rest.len(), |e| i + 1 + e);
+                let p = &rest[i + 1..end];
+                paths.push(if p.starts_with('/') {
+                    PathBuf::from(p)
+                } else {
+                    dir.join(p)
+                });
+                while chars.peek().is_some_and(|&(j, _)| j <= end) {
+                    chars.next();
+                }
+            }
+            _ => {}
+        }
+    }
+    paths
+}
+
+#[test]
+fn ref_nix_install_writes_nothing_outside_the_target_and_the_mirror() {
+    let test = "ref_nix_install_writes_nothing_outside_the_target_and_the_mirror";
+    if !nix_available(test) {
+        return;
+    }
+    if !on_path("strace") {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "strace is missing, and CI=true: failing instead of skipping"
+        );
+        eprintln!("skipping {test}: strace is missing (scripts/setup installs it)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let work = fs::canonicalize(work.path()).unwrap();
+    let (artifacts, ctx) = packed_for_nix(&work);
+    // `nix copy` under strace, one log per process, descriptors shown as paths.
+    let logs = work.join("strace");
+    fs::create_dir_all(&logs).unwrap();
+    let wrapper = work.join("traced-nix");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec strace -f -ff -y -qq -e trace=%file -o {}/log nix \"$@\"\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let nix_existed = Path::new("/nix").exists();
+
+    let mut model = NixStoreModel::with_program(&wrapper);
+    model.prepare(&artifacts, &ctx).unwrap();
+    model.install(&artifacts, &ctx).unwrap();
+    let check = check_view(&model.view(), &corpus_digest(&work)).unwrap();
+    assert!(check.matches, "{:?}", check.differences);
+    model.teardown().unwrap();
+
+    let target = fs::canonicalize(&ctx.target).unwrap();
+    let mirror = fs::canonicalize(&ctx.mirror).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let mut outside = Vec::new();
+    let mut in_target = 0;
+    for log in fs::read_dir(&logs).unwrap() {
+        let text = fs::read_to_string(log.unwrap().path()).unwrap();
+        for line in text.lines() {
+            for path in written_paths(line, &cwd) {
+                if path.starts_with(&target) {
+                    in_target += 1;
+                } else if !path.starts_with(&mirror) && path != Path::new("/dev/null") {
+                    outside.push(format!("{} ({line})", path.display()));
+                }
+            }
+        }
+    }
+    assert!(in_target > 100, "the trace saw the store being written");
+    assert!(outside.is_empty(), "written outside: {outside:#?}");
+    assert_eq!(Path::new("/nix").exists(), nix_existed, "/nix appeared");
+    assert!(target.join(".ref-nix-home").is_dir());
+}
+
+/// The digest of SUBSET's corpus as packed in `work`.
+fn corpus_digest(work: &Path) -> workloads::view::TreeDigest {
+    corpus::open(SUBSET, &work.join("corpora"), &|_, _| {})
+        .unwrap()
+        .digest
 }
