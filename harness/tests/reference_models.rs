@@ -324,6 +324,10 @@ fn written_paths(line: &str, cwd: &Path) -> Vec<PathBuf> {
             _ => {}
         }
     }
+    // A link's first argument is what it points to (or an existing name), not written.
+    if ["symlink", "symlinkat", "link", "linkat"].contains(&call) && paths.len() > 1 {
+        paths.drain(..paths.len() - 1);
+    }
     paths
 }
 
