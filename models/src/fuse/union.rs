@@ -730,3 +730,207 @@ impl Tree {
         Ok(())
     }
 }
+
+/// The union's rules, without a mount: images built from tiny trees, then the tree the
+/// daemon would serve, looked up and listed as the kernel would ask for it.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::squashfs::{build_image, ImageOptions};
+    use std::fs;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    /// An image of a tree made by `make` in `dir/NAME/`, at `dir/NAME.sqfs`.
+    fn image(dir: &Path, name: &str, make: impl FnOnce(&Path)) -> std::path::PathBuf {
+        let root = dir.join(name);
+        fs::create_dir_all(&root).unwrap();
+        make(&root);
+        // One mtime for everything, so an unchanged file's attributes are the same in
+        // every image (images built a second apart would otherwise differ).
+        fixed_mtimes(&root);
+        let out = dir.join(format!("{name}.sqfs"));
+        build_image(&root, &out, &ImageOptions::default()).unwrap();
+        out
+    }
+
+    fn fixed_mtimes(path: &Path) {
+        let meta = fs::symlink_metadata(path).unwrap();
+        if meta.is_symlink() {
+            return;
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(path).unwrap() {
+                fixed_mtimes(&entry.unwrap().path());
+            }
+        }
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        fs::File::open(path).unwrap().set_modified(at).unwrap();
+    }
+
+    fn write(root: &Path, path: &str, contents: &str) {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, contents).unwrap();
+    }
+
+    /// Follows `path` from the union's root by lookups, as the kernel resolves it.
+    fn resolve(u: &Union, path: &str) -> Option<(u64, Attr)> {
+        let mut at = (UNION, u.attr(UNION).unwrap());
+        for name in path.split('/') {
+            at = u.lookup(at.0, name.as_bytes()).unwrap()?;
+        }
+        Some(at)
+    }
+
+    fn resolve_in(u: &Union, dir: u64, name: &str) -> u64 {
+        u.lookup(dir, name.as_bytes()).unwrap().unwrap().0
+    }
+
+    fn names(u: &Union, dir: u64) -> Vec<String> {
+        u.list(dir, 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, name, _, _)| String::from_utf8_lossy(&name).into_owned())
+            .collect()
+    }
+
+    fn contents(u: &Union, ino: u64) -> String {
+        let f = u.file(ino).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = f.image.read_file(&f.loc, 0, &mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[test]
+    fn directories_merge_with_the_first_images_mode_and_each_package_has_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = image(dir.path(), "a_1", |r| {
+            write(r, "usr/bin/a", "a");
+            fs::set_permissions(r.join("usr"), fs::Permissions::from_mode(0o755)).unwrap();
+        });
+        let b = image(dir.path(), "b_1", |r| {
+            write(r, "usr/bin/b", "b");
+            fs::set_permissions(r.join("usr"), fs::Permissions::from_mode(0o700)).unwrap();
+        });
+        let u = Union::new();
+        u.add_image(&a, "a_1").unwrap();
+        u.add_image(&b, "b_1").unwrap();
+        let (bin, _) = resolve(&u, "usr/bin").unwrap();
+        assert_eq!(names(&u, bin), vec!["a", "b"]);
+        assert_eq!(resolve(&u, "usr").unwrap().1.mode & 0o7777, 0o755);
+        assert_eq!(names(&u, ROOT), vec!["a_1", "b_1", "union"]);
+        // Each package alone under its own directory: b's has no usr/bin/a.
+        let (b_root, _) = u.lookup(ROOT, b"b_1").unwrap().unwrap();
+        let (b_usr, attr) = u.lookup(b_root, b"usr").unwrap().unwrap();
+        assert_eq!(attr.mode & 0o7777, 0o700);
+        let (b_bin, _) = u.lookup(b_usr, b"bin").unwrap().unwrap();
+        assert_eq!(names(&u, b_bin), vec!["b"]);
+        assert!(u.lookup(UNION, b"nothing").unwrap().is_none());
+        assert!(u.add_image(&a, "a_1").is_err(), "an image added twice");
+        assert!(u.add_image(&a, "union").is_err(), "a name the mount uses");
+    }
+
+    #[test]
+    fn the_first_image_wins_a_name_whatever_the_later_ones_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = image(dir.path(), "first_1", |r| {
+            write(r, "etc/conf", "first");
+            write(r, "etc/tool", "a file");
+        });
+        let second = image(dir.path(), "second_1", |r| {
+            write(r, "etc/conf", "second, longer");
+            write(r, "etc/tool/inside", "a directory in the second");
+            write(r, "etc/other", "only here");
+        });
+        let u = Union::new();
+        u.add_image(&first, "first_1").unwrap();
+        u.add_image(&second, "second_1").unwrap();
+        let (conf, attr) = resolve(&u, "etc/conf").unwrap();
+        assert_eq!((attr.kind, attr.size), (Kind::File, 5));
+        assert_eq!(contents(&u, conf), "first");
+        let (_, tool) = resolve(&u, "etc/tool").unwrap();
+        assert_eq!(tool.kind, Kind::File, "the later directory is hidden");
+        assert!(resolve(&u, "etc/other").is_some());
+        let (etc, _) = resolve(&u, "etc").unwrap();
+        assert_eq!(names(&u, etc), vec!["conf", "other", "tool"]);
+    }
+
+    #[test]
+    fn a_replaced_image_takes_the_old_ones_place_and_the_kernel_is_told_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = image(dir.path(), "p_1", |r| {
+            write(r, "usr/lib/p.so", "old");
+            write(r, "usr/lib/gone", "x");
+            write(r, "usr/share/kept", "same");
+        });
+        let other = image(dir.path(), "q_1", |r| write(r, "usr/lib/p.so", "q's"));
+        let new = image(dir.path(), "p_2", |r| {
+            write(r, "usr/lib/p.so", "new!");
+            write(r, "usr/lib/added", "y");
+            write(r, "usr/share/kept", "same");
+            symlink("p.so", r.join("usr/lib/link")).unwrap();
+        });
+        let u = Union::new();
+        u.add_image(&old, "p_1").unwrap();
+        u.add_image(&other, "q_1").unwrap();
+        // The kernel has seen usr/lib listed and p.so, gone and kept looked up.
+        let (lib, _) = resolve(&u, "usr/lib").unwrap();
+        assert_eq!(names(&u, lib), vec!["gone", "p.so"]);
+        let (so, _) = resolve(&u, "usr/lib/p.so").unwrap();
+        assert_eq!(contents(&u, so), "old", "p is first: its file wins");
+        let (kept, _) = resolve(&u, "usr/share/kept").unwrap();
+        let (share, _) = resolve(&u, "usr/share").unwrap();
+        let _ = resolve(&u, "usr/lib/gone").unwrap();
+
+        let inval = u.replace_image("p_1", &new, "p_2").unwrap();
+        // Still first in the order: the new version's file wins over q's, under the
+        // same inode number, whose cached pages the kernel must drop.
+        let (so_after, attr) = resolve(&u, "usr/lib/p.so").unwrap();
+        assert_eq!(so_after, so, "a persisting name keeps its number");
+        assert_eq!((contents(&u, so), attr.size), ("new!".to_string(), 4));
+        assert!(inval.inodes.contains(&so), "{inval:?}");
+        assert!(
+            inval.inodes.contains(&lib),
+            "the listing changed: {inval:?}"
+        );
+        for name in ["gone", "added", "link"] {
+            assert!(
+                inval.entries.contains(&(lib, name.as_bytes().into())),
+                "{name} not invalidated: {inval:?}"
+            );
+        }
+        assert_eq!(names(&u, lib), vec!["added", "link", "p.so"]);
+        assert!(resolve(&u, "usr/lib/gone").is_none());
+        // A file with the same bytes keeps its number, but it is served from another
+        // image now, so the kernel drops its pages too, and its directory's listing is
+        // re-read: the rule is by source image and place, contents are never compared.
+        assert_eq!(resolve(&u, "usr/share/kept").unwrap().0, kept);
+        assert!(inval.inodes.contains(&kept), "{inval:?}");
+        assert!(inval.inodes.contains(&share), "{inval:?}");
+        // q's file, shadowed before and after, is not touched.
+        let q_usr = resolve_in(&u, resolve_in(&u, ROOT, "q_1"), "usr");
+        let q_so = resolve_in(&u, resolve_in(&u, q_usr, "lib"), "p.so");
+        assert_eq!(contents(&u, q_so), "q's");
+        assert!(!inval.inodes.contains(&q_so), "{inval:?}");
+        assert_eq!(resolve(&u, "usr/share").unwrap().0, share);
+        // The mount root shows the new version's directory instead of the old one's.
+        assert_eq!(names(&u, ROOT), vec!["p_2", "q_1", "union"]);
+        assert!(inval.entries.contains(&(ROOT, b"p_1"[..].into())));
+        assert!(u.replace_image("p_1", &new, "p_3").is_err(), "p_1 is gone");
+    }
+
+    #[test]
+    fn forgetting_listings_keeps_every_inode_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = image(dir.path(), "a_1", |r| write(r, "usr/bin/a", "a"));
+        let u = Union::new();
+        u.add_image(&a, "a_1").unwrap();
+        let before = resolve(&u, "usr/bin/a").unwrap();
+        let bin = resolve(&u, "usr/bin").unwrap().0;
+        u.forget_listings();
+        assert_eq!(u.cached_metadata_bytes(), 0);
+        assert_eq!(resolve(&u, "usr/bin/a").unwrap(), before);
+        assert_eq!(resolve(&u, "usr/bin").unwrap().0, bin);
+        assert_eq!(names(&u, bin), vec!["a"]);
+    }
+}
