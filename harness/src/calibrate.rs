@@ -290,28 +290,11 @@ fn creates_per_second(dir: &Path, fsync: bool) -> Result<f64> {
     Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
-/// What bounds a model's install: creating files (with an fsync each, or not), or
-/// writing its images sequentially.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstallBound {
-    /// Extracting files, each fsynced before its rename unless durability is `none`
-    /// (dpkg).
-    CreatesSyncedUnlessNone,
-    /// Extracting files, fsynced only at durability `full` (Nix's store paths).
-    CreatesSyncedOnlyWhenFull,
-    /// Copying whole images: bounded by sequential writes, judged on the time to a
-    /// durable state (which includes their flush).
-    SequentialWrite,
-}
+pub use models::catalog::InstallBound;
 
-/// What bounds each model's install (to move into each model's description).
+/// What bounds `model`'s install, as the model describes itself.
 pub fn install_bound(model: &str) -> Option<InstallBound> {
-    match model {
-        "hooks" | "ref-dpkg" => Some(InstallBound::CreatesSyncedUnlessNone),
-        "nar" | "ref-nix" => Some(InstallBound::CreatesSyncedOnlyWhenFull),
-        "fuse" | "overlay" | "ref-squashfuse" => Some(InstallBound::SequentialWrite),
-        _ => None,
-    }
+    models::catalog::find(model).and_then(|m| m.install_bound)
 }
 
 /// Each result as a rate and as a fraction of the limit that bounds what `model` does in

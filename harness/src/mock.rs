@@ -4,7 +4,7 @@
 //! (object_store's throttle decorator, for models), so `compare` can be shown to catch it.
 
 use anyhow::{Context, Result};
-use models::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use models::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -46,9 +46,6 @@ impl MockModel {
 impl Model for MockModel {
     fn name(&self) -> &'static str {
         "mock"
-    }
-    fn requirements(&self) -> Requirements {
-        Requirements::default()
     }
     fn format_version(&self) -> u32 {
         1
@@ -152,9 +149,6 @@ pub struct Slowed<M: Model> {
 impl<M: Model> Model for Slowed<M> {
     fn name(&self) -> &'static str {
         self.inner.name()
-    }
-    fn requirements(&self) -> Requirements {
-        self.inner.requirements()
     }
     fn format_version(&self) -> u32 {
         self.inner.format_version()

@@ -79,6 +79,8 @@ pub struct SweepConfig {
     pub jobs: usize,
     pub work_dir: String,
     pub private_mount_namespace: bool,
+    /// Always `sequential`: a sweep measures each model's iterations in a row.
+    pub order: String,
     pub caches_dropped: bool,
     pub synthetic_version: u32,
     pub generator_version: u32,
@@ -296,7 +298,7 @@ pub struct LookupPlan {
 
 /// Installs `artifacts` with a fresh `model` into `target`, measures the lookups of
 /// `names`, and tears down whatever happened.
-pub fn measure_overlay_lookups(
+pub fn measure_layer_lookups(
     model: &mut dyn Model,
     artifacts: &[Artifact],
     ctx: &RunCtx,

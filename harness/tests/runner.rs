@@ -380,16 +380,8 @@ fn models_are_interleaved_round_by_round_unless_sequential() {
         calibration: &calibration,
     };
     let infos = [
-        models::ModelInfo {
-            name: "a",
-            stands_for: "mock a",
-            make: Some(|_| tagged("a")),
-        },
-        models::ModelInfo {
-            name: "b",
-            stands_for: "mock b",
-            make: Some(|_| tagged("b")),
-        },
+        models::ModelInfo::bare("a", "mock a", |_| tagged("a")),
+        models::ModelInfo::bare("b", "mock b", |_| tagged("b")),
     ];
     let installs = |order: Order| {
         SHARED_LOG

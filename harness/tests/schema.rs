@@ -126,3 +126,61 @@ fn every_exporter_writes_what_its_consumer_parses() {
     assert_eq!(entries[0]["unit"], "ns");
     assert_eq!(entries[0]["value"], 2.0);
 }
+
+/// The table of models in results/SCHEMA.md, from the models' own descriptions.
+fn models_table() -> String {
+    let mut out = String::from(
+        "| model | stands for | phases (install and upgrade, in order) | compared with | needs |\n|---|---|---|---|---|\n",
+    );
+    let quoted = |xs: &mut dyn Iterator<Item = String>| -> String {
+        let v: Vec<String> = xs.map(|x| format!("`{x}`")).collect();
+        if v.is_empty() {
+            "-".into()
+        } else {
+            v.join(", ")
+        }
+    };
+    for info in models::catalog() {
+        let pairs = quoted(&mut info.compared_with.iter().map(|p| {
+            let kind = match p.kind {
+                models::catalog::PairKind::Fidelity => "fidelity",
+                models::catalog::PairKind::Readers => "readers",
+            };
+            format!("{} ({kind})", p.reference)
+        }));
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            info.name,
+            info.stands_for,
+            quoted(&mut info.phases.iter().map(|p| p.to_string())),
+            pairs,
+            quoted(&mut info.needs.iter().map(|n| n.name())),
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_schemas_table_of_models_is_the_catalogs() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../results/SCHEMA.md"))
+        .unwrap();
+    let begin = "<!-- begin models: generated from models::catalog -->\n";
+    let start = doc.find(begin).expect("the begin marker") + begin.len();
+    let end = doc[start..]
+        .find("<!-- end models -->")
+        .expect("the end marker")
+        + start;
+    let expected = models_table();
+    assert!(
+        doc[start..end] == expected,
+        "results/SCHEMA.md's table of models is not the catalog's; replace it with:\n{expected}"
+    );
+    // Every model's name appears where results name models.
+    for info in models::catalog() {
+        assert!(
+            doc.contains(&format!("`{}`", info.name)),
+            "{} missing from SCHEMA.md",
+            info.name
+        );
+    }
+}

@@ -9,7 +9,7 @@ use harness::conformance::{check_view, digest_of_trees, run_upgrade_conformance}
 use harness::testing::{eventually, loop_backing_files};
 use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
 use models::overlay::OverlayModel;
-use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -57,9 +57,6 @@ struct Inspected {
 impl Model for Inspected {
     fn name(&self) -> &'static str {
         self.inner.name()
-    }
-    fn requirements(&self) -> Requirements {
-        self.inner.requirements()
     }
     fn format_version(&self) -> u32 {
         self.inner.format_version()

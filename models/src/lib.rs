@@ -14,12 +14,14 @@ pub mod fuse;
 pub mod hooks;
 pub mod mirror_files;
 pub mod nar;
+pub mod needs;
 pub mod order;
 pub mod overlay;
 pub mod phases;
 pub mod refs;
 
 pub use catalog::{catalog, ModelInfo, ModelOptions};
+pub use needs::Need;
 
 pub use phases::PhaseTimes;
 
@@ -94,18 +96,6 @@ impl Durability {
     }
 }
 
-/// What a model needs from the machine; the harness checks it before running the model
-/// and skips the model with the reason when something is missing.
-#[derive(Debug, Clone, Default)]
-pub struct Requirements {
-    pub root: bool,
-    pub fuse: bool,
-    pub loop_devices: bool,
-    pub overlayfs: bool,
-    /// Programs the model runs, looked up in `PATH` ("ldconfig").
-    pub programs: Vec<&'static str>,
-}
-
 /// Where and how one install runs.
 #[derive(Debug, Clone)]
 pub struct RunCtx {
@@ -172,10 +162,10 @@ impl std::fmt::Display for UpgradeUnsupported {
 
 impl std::error::Error for UpgradeUnsupported {}
 
-/// A packaging model. See the crate doc and DESIGN.md.
+/// A packaging model. See the crate doc and ARCHITECTURE.md.
 pub trait Model: Send {
+    /// Its catalog name (`INFO.name` of its module).
     fn name(&self) -> &'static str;
-    fn requirements(&self) -> Requirements;
     /// Bumped whenever `pack` would write different bytes, so cached mirrors are rebuilt.
     fn format_version(&self) -> u32;
     /// Packs one package into the mirror (untimed).

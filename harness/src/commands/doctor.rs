@@ -78,7 +78,11 @@ pub fn doctor(args: &DoctorArgs) -> Result<ExitCode> {
         ("sh", "dash", "hooks: maintainer scripts"),
         ("ldconfig", "libc-bin", "hooks: the ldconfig trigger"),
         ("dpkg-deb", "dpkg", "reference runs of dpkg"),
-        ("nix-store", "nix-bin", "nar: reference NAR bytes and speed"),
+        (
+            "nix",
+            "nix-bin",
+            "ref-nix: nix copy; tests: nix-store --dump",
+        ),
         ("mksquashfs", "squashfs-tools", "image checks"),
         ("unsquashfs", "squashfs-tools", "image checks"),
         ("squashfuse", "squashfuse", "fuse: reference runs"),
@@ -106,10 +110,15 @@ pub fn doctor(args: &DoctorArgs) -> Result<ExitCode> {
                 info.name,
                 "not built yet in this version of pkgbench",
             ),
-            Some(make) => {
-                let model = make(&Default::default());
-                let missing = unmet(&model.requirements());
-                line(missing.is_empty(), info.name, &missing.join("; "));
+            Some(_) => {
+                let missing = unmet(info.needs);
+                let needs: Vec<String> = info.needs.iter().map(|n| n.name()).collect();
+                let detail = if missing.is_empty() {
+                    format!("needs {}", needs.join(", "))
+                } else {
+                    missing.join("; ")
+                };
+                line(missing.is_empty(), info.name, &detail);
             }
         }
     }

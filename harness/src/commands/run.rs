@@ -1,4 +1,4 @@
-//! `harness run`: the lifecycle of DESIGN.md. Check requirements, enter a private mount
+//! `harness run`: the lifecycle of ARCHITECTURE.md. Check requirements, enter a private mount
 //! namespace, build the corpus and each model's mirror (untimed), measure each model, and
 //! write results after each model so a late failure loses nothing.
 
@@ -385,8 +385,7 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
             Some("not built yet in this version of pkgbench".into()),
         )));
     };
-    let model = make(bench.options);
-    let missing = unmet(&model.requirements());
+    let missing = unmet(info.needs);
     if !missing.is_empty() {
         return Err(Box::new(ModelResult::new(
             info.name,
@@ -395,6 +394,7 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
             Some(missing.join("; ")),
         )));
     }
+    let model = make(bench.options);
     // The point release's packages go on the same mirror (their names carry the new
     // version), which is then another mirror than the corpus's alone.
     let mut trees = bench.trees.to_vec();

@@ -2,8 +2,9 @@
 //! `--packages`, in increasing order, with one calibration for the whole sweep.
 //!
 //! For each N: open (generate, once) the corpus, then measure every selected model with
-//! `run`'s own `measure_model`; for `overlay` also the lookups of `crate::sweep`, on a
-//! separate install, because the runner tears down after every iteration. After each
+//! `run`'s own `measure_model`; for a model whose view is one layer per package
+//! (`SweepFigures::layer_lookups` in its description: `overlay`) also the lookups of
+//! `crate::sweep`, on a separate install, because the runner tears down after every iteration. After each
 //! model, `sweep.json` is rewritten (a late failure loses nothing) and so is the N's
 //! `nN/results.json`. At the end: a table, and the scaling figures in `figures/`.
 
@@ -22,7 +23,7 @@ use crate::results::json::write_value;
 use crate::results::{RunConfigRecord, RunResults, Status, ToolFacts};
 use crate::runner::{Plan, Workload};
 use crate::sweep::{
-    failed_lookups, lookup_names, measure_overlay_lookups, parse_counts, row_of, LookupPlan,
+    failed_lookups, lookup_names, measure_layer_lookups, parse_counts, row_of, LookupPlan,
     SweepConfig, SweepCorpus, SweepResults, SweepRow, SWEEP_SCHEMA_VERSION, WARM_BATCH,
     WARM_BATCHES,
 };
@@ -107,6 +108,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             jobs: args.jobs,
             work_dir: args.work_dir.display().to_string(),
             private_mount_namespace: namespace,
+            order: "sequential".into(),
             caches_dropped,
             synthetic_version: synthetic::SYNTHETIC_VERSION,
             generator_version: GENERATOR_VERSION,
@@ -196,8 +198,8 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         {
             let result = measure_model(&info, &bench, &mut caches);
             let mut row = row_of(&result, n);
-            if info.name == "overlay" && result.status == Status::Ok && caches_dropped {
-                row.lookup = Some(overlay_lookups(&bench, &mut caches, lookup_plan));
+            if info.sweep.layer_lookups && result.status == Status::Ok && caches_dropped {
+                row.lookup = Some(layer_lookups(&info, &bench, &mut caches, lookup_plan));
             }
             results.models.push(result);
             results.fidelity = crate::results::fidelity::fidelity(&results.models);
@@ -237,22 +239,22 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     })
 }
 
-/// The overlay lookups on a fresh install of the bench's corpus (its mirror is packed by
-/// now). A failure is recorded in the lookups, not raised: the other numbers stand.
-fn overlay_lookups(
+/// The lookups of the layered model `info` on a fresh install of the bench's corpus (its
+/// mirror is packed by now). A failure is recorded in the lookups, not raised: the other
+/// numbers stand.
+fn layer_lookups(
+    info: &models::ModelInfo,
     bench: &Bench<'_>,
     caches: &mut KernelCaches,
     plan: LookupPlan,
 ) -> crate::sweep::Lookups {
     let layers = bench.corpus.packages.len();
-    let sp = spinner("overlay");
+    let sp = spinner(info.name);
     sp.set_message("lookups");
     let outcome = (|| {
-        let info = catalog()
-            .into_iter()
-            .find(|m| m.name == "overlay")
-            .context("the catalog has no overlay model")?;
-        let make = info.make.context("the overlay model is not built")?;
+        let make = info
+            .make
+            .with_context(|| format!("the {} model is not built", info.name))?;
         let mut model = make(bench.options);
         let mirror = prepare_mirror(
             model.as_ref(),
@@ -269,16 +271,22 @@ fn overlay_lookups(
             .iter()
             .map(|p| p.name.as_str()));
         if !order_ok {
-            bail!("the overlay mirror's artifacts are not in corpus order");
+            bail!(
+                "the {} mirror's artifacts are not in corpus order",
+                info.name
+            );
         }
         let names = lookup_names(bench.corpus)?;
         let ctx = RunCtx {
-            target: bench.work_dir.join("targets").join("overlay-lookups"),
+            target: bench
+                .work_dir
+                .join("targets")
+                .join(format!("{}-lookups", info.name)),
             mirror: mirror.dir.clone(),
             durability: bench.plan.durability,
             jobs: bench.plan.jobs,
         };
-        measure_overlay_lookups(
+        measure_layer_lookups(
             model.as_mut(),
             &mirror.artifacts,
             &ctx,
@@ -289,7 +297,10 @@ fn overlay_lookups(
     })();
     sp.finish_and_clear();
     outcome.unwrap_or_else(|e| {
-        eprintln!("harness: overlay lookups at {layers} layers failed: {e:#}");
+        eprintln!(
+            "harness: {} lookups at {layers} layers failed: {e:#}",
+            info.name
+        );
         failed_lookups(layers, &e)
     })
 }

@@ -14,7 +14,7 @@ type Stacks = Vec<(String, Vec<(String, f64)>)>;
 const LEGEND_WIDTH: u32 = 190;
 
 /// Sixteen distinguishable colours (Tableau 20's saturated and light halves), one per
-/// phase name: the models together report about fifteen phases.
+/// phase name in a figure (a figure shows at most sixteen phases before colours repeat).
 const PHASE_COLOURS: [RGBColor; 16] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -34,18 +34,14 @@ const PHASE_COLOURS: [RGBColor; 16] = [
     RGBColor(219, 219, 141),
 ];
 
-/// Phases in the order installs go through them, so stacks read bottom-up in time;
-/// a phase not listed here goes on top, by name.
-const PHASE_ORDER: [&str; 14] = [
-    "fetch", "verify", "hooks", "unpack", "restore", "database", "register", "profile", "loop",
-    "squashfs", "overlay", "notify", "triggers", "copy",
-];
-
+/// A phase's place in the order the models describe (`models::catalog::phase_order`),
+/// so stacks read bottom-up in time; a phase no model describes goes on top, by name.
 fn phase_rank(phase: &str) -> usize {
-    PHASE_ORDER
+    let order = models::catalog::phase_order();
+    order
         .iter()
         .position(|p| *p == phase)
-        .unwrap_or(PHASE_ORDER.len())
+        .unwrap_or(order.len())
 }
 
 fn stacks(series: &Series) -> Stacks {

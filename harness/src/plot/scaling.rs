@@ -2,10 +2,11 @@
 //! (the package counts of a sweep grow by factors) and a log y axis (models and lookups
 //! differ by orders of magnitude), one line with markers per model or measurement.
 //!
-//! Four figures: install time per package by model; cold-read and many-file time by
-//! model; the overlay model's install phases (fetch, loop, squashfs, overlay mount)
-//! against its number of layers; and its lookup latency (a name in the first layer, in
-//! the last, in none; cold and warm) against the number of layers.
+//! Figures: install time per package by model; cold-read and many-file time by model;
+//! and what each model's description asks for (`models::catalog::SweepFigures`): its
+//! install phases against its number of layers (overlay: fetch, loop, squashfs, overlay
+//! mount), and for a view of one layer per package its lookup latency (a name in the
+//! first layer, in the last, in none; cold and warm) against the number of layers.
 
 use super::{both_formats, drawing, register_shipped_font, FONT, PALETTE};
 use crate::sweep::{Lookup, SweepRow};
@@ -62,49 +63,19 @@ pub fn plot_sweep(rows: &[SweepRow], out: &Path) -> Result<Vec<PathBuf>> {
         "wall time (ms, log)",
         reads,
     )?);
-    let overlay: Vec<&SweepRow> = rows.iter().filter(|r| r.model == "overlay").collect();
-    let phases = ["fetch", "loop", "squashfs", "overlay"]
-        .iter()
-        .map(|phase| Curve {
-            label: format!("{phase} phase"),
-            points: points(overlay.iter().copied(), &|r| {
-                r.install_phases_ns.get(*phase).map(|v| v / 1e6)
-            }),
-        })
-        .collect();
-    written.extend(plot_curves(
-        &out.join("scaling-overlay-phases"),
-        "overlay install phases",
-        "layers (packages, log)",
-        "phase time (ms, log)",
-        phases,
-    )?);
-    type Pick = fn(&crate::sweep::Lookups) -> &Lookup;
-    let names: [(&str, Pick); 3] = [
-        ("first layer", |l| &l.first_layer),
-        ("last layer", |l| &l.last_layer),
-        ("in no layer", |l| &l.missing),
-    ];
-    let mut lookups = Vec::new();
-    for (warm, state) in [(false, "cold"), (true, "warm")] {
-        for (name, pick) in names {
-            lookups.push(Curve {
-                label: format!("{name}, {state}"),
-                points: points(overlay.iter().copied(), &|r| {
-                    let l = pick(r.lookup.as_ref()?);
-                    let s = if warm { &l.warm_ns } else { &l.cold_ns };
-                    s.as_ref().map(|s| s.median / 1e3)
-                }),
-            });
+    // What each model's description asks for besides (`models::catalog::SweepFigures`).
+    for info in models::catalog() {
+        let own: Vec<&SweepRow> = rows.iter().filter(|r| r.model == info.name).collect();
+        if own.is_empty() {
+            continue;
+        }
+        if !info.sweep.phases.is_empty() {
+            written.extend(plot_phase_curves(info.name, info.sweep.phases, &own, out)?);
+        }
+        if info.sweep.layer_lookups {
+            written.extend(plot_lookup_curves(info.name, &own, out)?);
         }
     }
-    written.extend(plot_curves(
-        &out.join("scaling-overlay-lookup"),
-        "overlay: lookup of one name (median)",
-        "layers (packages, log)",
-        "lookup latency (µs, log)",
-        lookups,
-    )?);
     Ok(written)
 }
 
@@ -242,6 +213,61 @@ fn format_number(v: f64) -> String {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+/// `model`'s install `phases` against its number of layers (`scaling-MODEL-phases`).
+fn plot_phase_curves(
+    model: &str,
+    phases: &[&str],
+    rows: &[&SweepRow],
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let curves = phases
+        .iter()
+        .map(|phase| Curve {
+            label: format!("{phase} phase"),
+            points: points(rows.iter().copied(), &|r| {
+                r.install_phases_ns.get(*phase).map(|v| v / 1e6)
+            }),
+        })
+        .collect();
+    plot_curves(
+        &out.join(format!("scaling-{model}-phases")),
+        &format!("{model} install phases"),
+        "layers (packages, log)",
+        "phase time (ms, log)",
+        curves,
+    )
+}
+
+/// `model`'s lookup latency against its number of layers (`scaling-MODEL-lookup`).
+fn plot_lookup_curves(model: &str, rows: &[&SweepRow], out: &Path) -> Result<Vec<PathBuf>> {
+    type Pick = fn(&crate::sweep::Lookups) -> &Lookup;
+    let names: [(&str, Pick); 3] = [
+        ("first layer", |l| &l.first_layer),
+        ("last layer", |l| &l.last_layer),
+        ("in no layer", |l| &l.missing),
+    ];
+    let mut lookups = Vec::new();
+    for (warm, state) in [(false, "cold"), (true, "warm")] {
+        for (name, pick) in names {
+            lookups.push(Curve {
+                label: format!("{name}, {state}"),
+                points: points(rows.iter().copied(), &|r| {
+                    let l = pick(r.lookup.as_ref()?);
+                    let s = if warm { &l.warm_ns } else { &l.cold_ns };
+                    s.as_ref().map(|s| s.median / 1e3)
+                }),
+            });
+        }
+    }
+    plot_curves(
+        &out.join(format!("scaling-{model}-lookup")),
+        &format!("{model}: lookup of one name (median)"),
+        "layers (packages, log)",
+        "lookup latency (µs, log)",
+        lookups,
+    )
 }
 
 #[cfg(test)]

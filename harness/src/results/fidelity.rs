@@ -20,79 +20,10 @@ use crate::stats::median;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// What a pair compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PairKind {
-    /// A model and the real tool doing its work.
-    Fidelity,
-    /// Two readers of the same images: read workloads only.
-    Readers,
-}
-
-/// Phases one side sums to compare with phases of the other.
-pub struct PhaseGroup {
-    pub model: &'static [&'static str],
-    pub reference: &'static [&'static str],
-}
-
-/// Two models compared, and what of their work is the same.
-pub struct Pair {
-    pub model: &'static str,
-    pub reference: &'static str,
-    pub kind: PairKind,
-    /// Phase groups of install and upgrade that both sides do.
-    pub phases: &'static [PhaseGroup],
-}
+pub use models::catalog::{Pair, PairKind, PhaseGroup};
 
 const READ_WORKLOADS: [&str; 3] = ["cold-read", "warm-read", "many-file"];
 const WRITE_WORKLOADS: [&str; 2] = ["install", "upgrade"];
-
-/// The pairs, in table order.
-pub const PAIRS: [Pair; 4] = [
-    Pair {
-        model: "hooks",
-        reference: "ref-dpkg",
-        kind: PairKind::Fidelity,
-        phases: &[
-            PhaseGroup {
-                model: &["fetch", "verify"],
-                reference: &["acquire"],
-            },
-            PhaseGroup {
-                model: &["hooks", "unpack", "database", "remove", "triggers"],
-                reference: &["dpkg"],
-            },
-        ],
-    },
-    Pair {
-        model: "nar",
-        reference: "ref-nix",
-        kind: PairKind::Fidelity,
-        phases: &[
-            PhaseGroup {
-                model: &["fetch", "restore", "verify", "register"],
-                reference: &["substitute"],
-            },
-            PhaseGroup {
-                model: &["profile", "switch"],
-                reference: &["profile", "switch"],
-            },
-        ],
-    },
-    Pair {
-        model: "fuse",
-        reference: "ref-squashfuse",
-        kind: PairKind::Readers,
-        phases: &[],
-    },
-    Pair {
-        model: "fuse",
-        reference: "overlay",
-        kind: PairKind::Readers,
-        phases: &[],
-    },
-];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FidelityRow {
@@ -147,12 +78,13 @@ pub fn fidelity(models: &[ModelResult]) -> Vec<FidelityRow> {
             .find(|m| m.name == name && m.status == Status::Ok)
     };
     let mut rows = Vec::new();
-    for pair in &PAIRS {
-        let (Some(m), Some(r)) = (ok(pair.model), ok(pair.reference)) else {
+    // The pairs as the models describe them, in catalog order.
+    for (model, pair) in models::catalog::pairs() {
+        let (Some(m), Some(r)) = (ok(model), ok(pair.reference)) else {
             continue;
         };
         let row = |workload: &str, mp: &[&str], rp: &[&str], ratio, durable_ratio| FidelityRow {
-            model: pair.model.into(),
+            model: model.into(),
             reference: pair.reference.into(),
             kind: pair.kind,
             workload: workload.into(),

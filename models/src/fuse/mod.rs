@@ -74,7 +74,7 @@ const DISTRI_SYNC: NativeSync = NativeSync::Unsynced;
 use crate::formats::squashfs::ImageOptions;
 use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
 use crate::overlay::OverlayModel;
-use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use daemon::Daemon;
 use std::collections::BTreeMap;
@@ -156,17 +156,41 @@ fn image_name(image: &Path) -> Result<String> {
         .to_string())
 }
 
+/// The `fuse` model, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "fuse",
+    stands_for: "distri: one SquashFS image per package, served as one union tree by a FUSE daemon",
+    phases: &["fetch", "verify", "mount", "notify"],
+    // What FUSE costs at read time: squashfuse's C reader, and the kernel's squashfs on
+    // the same images.
+    compared_with: &[
+        crate::catalog::Pair {
+            reference: "ref-squashfuse",
+            kind: crate::catalog::PairKind::Readers,
+            phases: &[],
+        },
+        crate::catalog::Pair {
+            reference: "overlay",
+            kind: crate::catalog::PairKind::Readers,
+            phases: &[],
+        },
+    ],
+    needs: &[crate::needs::ROOT, crate::needs::FUSE_DEVICE],
+    install_bound: Some(crate::catalog::InstallBound::SequentialWrite),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|o| {
+        let mut model = FuseModel::new();
+        model.options = o.fuse;
+        Box::new(model)
+    }),
+};
+
 impl Model for FuseModel {
     fn name(&self) -> &'static str {
-        "fuse"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            root: true,
-            fuse: true,
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

@@ -19,7 +19,7 @@ use crate::formats::squashfs::ImageOptions;
 use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
 use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
 use crate::overlay::OverlayModel;
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{umount2, MntFlags};
 use std::os::unix::fs::MetadataExt;
@@ -58,19 +58,29 @@ impl SquashfuseModel {
     }
 }
 
+/// The `ref-squashfuse` reference, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "ref-squashfuse",
+    stands_for: "reference: the fuse model's images served by squashfuse_ll (one FUSE mount per package) under OverlayFS",
+    phases: &["fetch", "verify", "squashfuse", "overlay", "release"],
+    compared_with: &[],
+    needs: &[
+        crate::needs::ROOT,
+        crate::needs::FUSE_DEVICE,
+        crate::needs::OVERLAYFS,
+        crate::needs::Need::Program("squashfuse_ll"),
+    ],
+    install_bound: Some(crate::catalog::InstallBound::SequentialWrite),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|_| Box::new(SquashfuseModel::new())),
+};
+
 impl Model for SquashfuseModel {
     fn name(&self) -> &'static str {
-        "ref-squashfuse"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            root: true,
-            fuse: true,
-            overlayfs: true,
-            programs: vec!["squashfuse_ll"],
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

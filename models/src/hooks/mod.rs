@@ -27,7 +27,7 @@ mod upgrade;
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
 use crate::mirror_files::{artifact_for, verify_fetched};
 use crate::order::install_order;
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{Context, Result};
 use database::DpkgDatabase;
 use scripts::{run_maintainer_script, HookEnv};
@@ -115,18 +115,47 @@ fn pool_name(name: &str, version: &str) -> String {
     format!("{name}_{}", version.replace(':', "%3a"))
 }
 
+/// The `hooks` model, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "hooks",
+    stands_for: "dpkg/apt (and rpm): one root, maintainer scripts and triggers, one package at a time, fsync before rename",
+    phases: &["fetch", "verify", "hooks", "unpack", "remove", "database", "triggers"],
+    compared_with: &[crate::catalog::Pair {
+        reference: "ref-dpkg",
+        kind: crate::catalog::PairKind::Fidelity,
+        phases: &[
+            crate::catalog::PhaseGroup {
+                model: &["fetch", "verify"],
+                reference: &["acquire"],
+            },
+            crate::catalog::PhaseGroup {
+                model: &["hooks", "unpack", "database", "remove", "triggers"],
+                reference: &["dpkg"],
+            },
+        ],
+    }],
+    // `ldconfig -r` chroots into the root.
+    needs: &[
+        crate::needs::ROOT,
+        crate::needs::Need::Program("ldconfig"),
+        crate::needs::Need::Program("sh"),
+    ],
+    install_bound: Some(crate::catalog::InstallBound::CreatesSyncedUnlessNone),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|o| {
+        let mut model = HooksModel::new();
+        model.skip_hooks = o.skip_maintainer_scripts;
+        model.chroot_scripts = o.chroot_maintainer_scripts;
+        Box::new(model)
+    }),
+};
+
 impl Model for HooksModel {
     fn name(&self) -> &'static str {
-        "hooks"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            // `ldconfig -r` chroots into the root.
-            root: true,
-            programs: vec!["ldconfig", "sh"],
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

@@ -50,7 +50,7 @@ pub mod substitute;
 mod upgrade;
 
 use crate::formats::nar::{dump_path, make_dirs_writable, remove_restored};
-use crate::{Artifact, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{anyhow, bail, Context, Result};
 use db::{StoreDb, ValidPath};
 use narinfo::{store_path_name_for, NarInfo, STORE_DIR};
@@ -133,14 +133,38 @@ impl NarModel {
     }
 }
 
+/// The `nar` model, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "nar",
+    stands_for: "Nix substitution: NAR archives restored into a store in parallel, SQLite registration, a profile of symlinks",
+    phases: &["fetch", "restore", "verify", "register", "profile", "switch"],
+    compared_with: &[crate::catalog::Pair {
+        reference: "ref-nix",
+        kind: crate::catalog::PairKind::Fidelity,
+        phases: &[
+            crate::catalog::PhaseGroup {
+                model: &["fetch", "restore", "verify", "register"],
+                reference: &["substitute"],
+            },
+            crate::catalog::PhaseGroup {
+                model: &["profile", "switch"],
+                reference: &["profile", "switch"],
+            },
+        ],
+    }],
+    // A store below a target needs no privilege; only cold caches do (the harness).
+    needs: &[],
+    install_bound: Some(crate::catalog::InstallBound::CreatesSyncedOnlyWhenFull),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|_| Box::new(NarModel::new())),
+};
+
 impl Model for NarModel {
     fn name(&self) -> &'static str {
-        "nar"
-    }
-
-    fn requirements(&self) -> Requirements {
-        // A store below a target needs no privilege; only cold caches do (the harness).
-        Requirements::default()
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

@@ -52,7 +52,7 @@ pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
 use crate::mirror_files::{artifact_for, fetch_verified_image, sync_dir, NativeSync};
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use stack::{mount_overlay, plan, MountApi, Plan};
@@ -168,18 +168,30 @@ fn image_name(name: &str, version: &str) -> String {
     format!("{name}_{}.sqfs", version.replace(':', "%3a"))
 }
 
+/// The `overlay` model, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "overlay",
+    stands_for: "the same images loop-mounted by the kernel and combined with OverlayFS",
+    phases: &["fetch", "verify", "loop", "squashfs", "overlay", "release"],
+    compared_with: &[],
+    needs: &[
+        crate::needs::ROOT,
+        crate::needs::LOOP_DEVICES,
+        crate::needs::SQUASHFS,
+        crate::needs::OVERLAYFS,
+    ],
+    install_bound: Some(crate::catalog::InstallBound::SequentialWrite),
+    // One lower layer per package: how the phases and a lookup grow with the layers.
+    sweep: crate::catalog::SweepFigures {
+        phases: &["fetch", "loop", "squashfs", "overlay"],
+        layer_lookups: true,
+    },
+    make: Some(|_| Box::new(OverlayModel::new())),
+};
+
 impl Model for OverlayModel {
     fn name(&self) -> &'static str {
-        "overlay"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            root: true,
-            loop_devices: true,
-            overlayfs: true,
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

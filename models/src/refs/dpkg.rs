@@ -31,7 +31,7 @@
 use super::run_quiet;
 use crate::mirror_files::artifact_for;
 use crate::order::install_order;
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::fs;
@@ -111,17 +111,33 @@ pub fn control_file(pkg: &PackageTree) -> String {
     c
 }
 
+/// The `ref-dpkg` reference, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "ref-dpkg",
+    stands_for:
+        "reference: the real dpkg unpacking and configuring .debs of the same trees, for hooks",
+    phases: &["acquire", "dpkg"],
+    compared_with: &[],
+    needs: &[
+        crate::needs::ROOT,
+        crate::needs::Need::Program("dpkg"),
+        crate::needs::Need::Program("dpkg-deb"),
+    ],
+    install_bound: Some(crate::catalog::InstallBound::CreatesSyncedUnlessNone),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|o| {
+        let mut model = DpkgModel::new();
+        model.real_packages = o.chroot_maintainer_scripts;
+        Box::new(model)
+    }),
+};
+
 impl Model for DpkgModel {
     fn name(&self) -> &'static str {
-        "ref-dpkg"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            root: true,
-            programs: vec!["dpkg", "dpkg-deb"],
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

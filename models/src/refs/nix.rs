@@ -67,7 +67,7 @@ use crate::nar::{
     build_user_environment, generations, make_profile, pack, profile, read_narinfos, Layout,
     PROFILE,
 };
-use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, Requirements, RunCtx, View};
+use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::path::Path;
@@ -325,16 +325,24 @@ fn line_head(line: &str) -> &str {
     line.split(" /nix/store/").next().unwrap_or(line)
 }
 
+/// The `ref-nix` reference, described for the catalog.
+pub const INFO: crate::ModelInfo = crate::ModelInfo {
+    name: "ref-nix",
+    stands_for: "reference: the real nix copy from the nar model's binary cache into a store below the target, then the same profile, for nar",
+    phases: &["substitute", "profile", "switch"],
+    compared_with: &[],
+    needs: &[crate::needs::Need::Program("nix")],
+    install_bound: Some(crate::catalog::InstallBound::CreatesSyncedOnlyWhenFull),
+    sweep: crate::catalog::SweepFigures {
+        phases: &[],
+        layer_lookups: false,
+    },
+    make: Some(|_| Box::new(NixStoreModel::new())),
+};
+
 impl Model for NixStoreModel {
     fn name(&self) -> &'static str {
-        "ref-nix"
-    }
-
-    fn requirements(&self) -> Requirements {
-        Requirements {
-            programs: vec!["nix"],
-            ..Default::default()
-        }
+        INFO.name
     }
 
     fn format_version(&self) -> u32 {

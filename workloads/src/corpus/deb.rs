@@ -15,7 +15,7 @@
 //! `cache` renames into place only when every package converted: a broken `.deb` leaves
 //! nothing. This lives here, not in `harness`, because the corpus cache does; and it
 //! shells out rather than using `models::formats::tar::unpack` because `workloads` must
-//! not depend on `models` (DESIGN.md).
+//! not depend on `models` (ARCHITECTURE.md).
 //!
 //! A `.deb` is input, and may be hostile. Before dpkg-deb extracts an archive, its member
 //! list is read and checked (`deb_members`): absolute names, `..`, names too long for

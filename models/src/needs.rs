@@ -1,0 +1,151 @@
+//! What a model needs from the machine, as named checks.
+//!
+//! A model lists its needs in its description (`crate::catalog::ModelInfo::needs`); the
+//! harness runs every check before the model and skips it with the failures as the
+//! reason, and `harness doctor` prints them. A new kind of need is a new constant or
+//! function here, never a new field the harness must learn about.
+
+use std::path::{Path, PathBuf};
+
+/// One need: its name (for `doctor`) and the check, which says what is missing.
+#[derive(Clone, Copy)]
+pub enum Need {
+    /// A property of the machine; `Err` says what is missing.
+    Check {
+        name: &'static str,
+        check: fn() -> Result<(), String>,
+    },
+    /// A program the model runs, looked up in `PATH` and the sbin directories.
+    Program(&'static str),
+}
+
+impl std::fmt::Debug for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Need {
+    /// What is needed, in a few words.
+    pub fn name(&self) -> String {
+        match self {
+            Need::Check { name, .. } => (*name).to_string(),
+            Need::Program(p) => format!("the program {p}"),
+        }
+    }
+
+    /// Whether this machine meets the need; `Err` says what is missing.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Need::Check { check, .. } => check(),
+            Need::Program(p) => find_program(p)
+                .map(|_| ())
+                .ok_or_else(|| format!("needs the program {p} in PATH")),
+        }
+    }
+}
+
+/// Root: mounts, chroots, loop devices.
+pub const ROOT: Need = Need::Check {
+    name: "root",
+    check: || {
+        if rustix::process::geteuid().is_root() {
+            Ok(())
+        } else {
+            Err("needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT)".into())
+        }
+    },
+};
+
+/// `/dev/fuse`: the fuse kernel module.
+pub const FUSE_DEVICE: Need = Need::Check {
+    name: "/dev/fuse",
+    check: || device("/dev/fuse", "the fuse kernel module"),
+};
+
+/// Loop devices.
+pub const LOOP_DEVICES: Need = Need::Check {
+    name: "loop devices",
+    check: || device("/dev/loop-control", "loop devices"),
+};
+
+/// OverlayFS in the kernel.
+pub const OVERLAYFS: Need = Need::Check {
+    name: "OverlayFS",
+    check: || kernel_filesystem("overlay"),
+};
+
+/// SquashFS in the kernel.
+pub const SQUASHFS: Need = Need::Check {
+    name: "SquashFS",
+    check: || kernel_filesystem("squashfs"),
+};
+
+fn device(path: &str, what: &str) -> Result<(), String> {
+    if Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(format!("needs {path} ({what})"))
+    }
+}
+
+fn kernel_filesystem(fs: &str) -> Result<(), String> {
+    if kernel_has_filesystem(fs) {
+        Ok(())
+    } else {
+        Err(format!(
+            "needs {fs} in the kernel ({fs} is not in /proc/filesystems)"
+        ))
+    }
+}
+
+/// Whether /proc/filesystems lists `fs` (a module not yet loaded is not listed).
+pub fn kernel_has_filesystem(fs: &str) -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .map(|s| s.lines().any(|l| l.split_whitespace().last() == Some(fs)))
+        .unwrap_or(false)
+}
+
+/// The first `program` in PATH (or the sbin directories, which root's PATH has).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Every reason the machine cannot meet `needs`; empty when it can.
+pub fn unmet(needs: &[Need]) -> Vec<String> {
+    needs.iter().filter_map(|n| n.check().err()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_named_and_a_present_one_passes() {
+        let needs = [
+            Need::Program("sh"),
+            Need::Program("pkgbench-no-such-program"),
+        ];
+        assert_eq!(
+            unmet(&needs),
+            vec!["needs the program pkgbench-no-such-program in PATH"]
+        );
+    }
+
+    #[test]
+    fn a_filesystem_the_kernel_lacks_is_named() {
+        let err = kernel_filesystem("pkgbench-no-such-fs").unwrap_err();
+        assert!(
+            err.contains("pkgbench-no-such-fs is not in /proc/filesystems"),
+            "{err}"
+        );
+        // proc itself is always there.
+        assert!(kernel_filesystem("proc").is_ok());
+    }
+}
