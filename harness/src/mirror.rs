@@ -26,26 +26,7 @@ impl Mirror {
 
 const INDEX: &str = "index.json";
 
-/// The corpus's packages as every model receives them.
-pub fn package_trees(corpus: &workloads::corpus::Corpus) -> Vec<PackageTree> {
-    trees_of(&corpus.packages)
-}
-
-/// The package trees of corpus packages (a corpus's, or a point release's new versions).
-pub fn trees_of(packages: &[workloads::corpus::CorpusPackage]) -> Vec<PackageTree> {
-    packages
-        .iter()
-        .map(|p| PackageTree {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            root: p.root.clone(),
-            depends: p.depends.clone(),
-            pre_depends: p.pre_depends.clone(),
-            scripts: p.scripts.clone(),
-            triggers: p.triggers.clone(),
-        })
-        .collect()
-}
+pub use models::conformance::{package_trees, trees_of};
 
 /// Opens the model's mirror of a corpus under `mirrors_root`, packing it first if needed.
 /// `corpus_key` names the corpus and its generator version.

@@ -6,9 +6,12 @@
 //! (untimed), installs them into an empty target (timed, in phases), and exposes the
 //! view. The harness digests every view and refuses timings for one that differs.
 //! The shape follows object_store: few required methods, one module per model, one
-//! conformance suite (`conformance`) that every model's tests call.
+//! conformance suite (`conformance`, feature `conformance`) that every model's tests
+//! call.
 
 pub mod catalog;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod formats;
 pub mod fuse;
 pub mod hooks;
