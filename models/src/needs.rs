@@ -60,13 +60,13 @@ pub const ROOT: Need = Need::Check {
 /// `/dev/fuse`: the fuse kernel module.
 pub const FUSE_DEVICE: Need = Need::Check {
     name: "/dev/fuse",
-    check: || device("/dev/fuse", "the fuse kernel module"),
+    check: || device("/dev/fuse", "needs /dev/fuse (the fuse kernel module)"),
 };
 
 /// Loop devices.
 pub const LOOP_DEVICES: Need = Need::Check {
     name: "loop devices",
-    check: || device("/dev/loop-control", "loop devices"),
+    check: || device("/dev/loop-control", "needs loop devices (/dev/loop-control)"),
 };
 
 /// OverlayFS in the kernel.
@@ -81,11 +81,12 @@ pub const SQUASHFS: Need = Need::Check {
     check: || kernel_filesystem("squashfs"),
 };
 
-fn device(path: &str, what: &str) -> Result<(), String> {
+/// Whether the device node `path` exists; `missing` says what is missing otherwise.
+fn device(path: &str, missing: &str) -> Result<(), String> {
     if Path::new(path).exists() {
         Ok(())
     } else {
-        Err(format!("needs {path} ({what})"))
+        Err(missing.to_string())
     }
 }
 
