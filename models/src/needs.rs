@@ -66,7 +66,12 @@ pub const FUSE_DEVICE: Need = Need::Check {
 /// Loop devices.
 pub const LOOP_DEVICES: Need = Need::Check {
     name: "loop devices",
-    check: || device("/dev/loop-control", "needs loop devices (/dev/loop-control)"),
+    check: || {
+        device(
+            "/dev/loop-control",
+            "needs loop devices (/dev/loop-control)",
+        )
+    },
 };
 
 /// OverlayFS in the kernel.
