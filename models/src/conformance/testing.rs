@@ -180,9 +180,9 @@ impl PackageBuilder {
 
     /// Adds every (path, contents) of `files`, as [`file`](PackageBuilder::file) does.
     pub fn files<C: AsRef<[u8]>>(self, files: &[(&str, C)]) -> PackageBuilder {
-        files
-            .iter()
-            .fold(self, |builder, (path, contents)| builder.file(path, contents))
+        files.iter().fold(self, |builder, (path, contents)| {
+            builder.file(path, contents)
+        })
     }
 
     /// Adds the maintainer script `name` (`preinst`, `postinst`, `prerm`, `postrm`),
