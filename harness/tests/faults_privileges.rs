@@ -4,7 +4,7 @@
 //! not root (`setpriv` to nobody: the `overlay` and `fuse` models need root) and, as root,
 //! for a machine without `/dev/fuse` and `/dev/loop-control` (a `/dev` without them bound
 //! over the real one in a private mount namespace: the test binary re-executed under
-//! `unshare --mount --propagation private`, as overlay_model.rs does). Needs root, to
+//! `unshare --mount --propagation private`, as models/tests/overlay_model.rs does). Needs root, to
 //! change user and to hide devices.
 
 use harness::testing::{in_private_mount_namespace, require_root};

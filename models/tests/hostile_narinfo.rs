@@ -5,6 +5,7 @@
 //! `/nix/store/..` or `/nix/store/` was accepted, so that cleaning up a failed install
 //! removed `STORE/..` (the whole target) or the whole store.
 
+use models::conformance::testing::PackageBuilder;
 use models::nar::db::StoreDb;
 use models::nar::narinfo::{nix32, store_path_name, NarInfo};
 use models::nar::NarModel;
@@ -196,19 +197,12 @@ fn every_bad_field_is_refused_naming_the_field() {
 // ---------------------------------------------------------------------------------------
 // Through the model: the narinfo on the mirror rewritten
 
+/// Package `name` at version 1.0 with `depends` and one library, `lib/NAME.so`.
 fn package(work: &Path, name: &str, depends: &[&str]) -> PackageTree {
-    let root = work.join("trees").join(name);
-    fs::create_dir_all(root.join("lib")).unwrap();
-    fs::write(root.join(format!("lib/{name}.so")), name.repeat(1000)).unwrap();
-    PackageTree {
-        name: name.into(),
-        version: "1.0".into(),
-        root,
-        depends: depends.iter().map(|d| d.to_string()).collect(),
-        pre_depends: vec![],
-        scripts: Default::default(),
-        triggers: vec![],
-    }
+    PackageBuilder::new(name, "1.0")
+        .depends(depends)
+        .file(&format!("lib/{name}.so"), name.repeat(1000))
+        .build(work)
 }
 
 /// Packs `libbase` and `libbad` (depending on it), lets `edit` rewrite `libbad`'s

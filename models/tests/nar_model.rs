@@ -3,6 +3,7 @@
 //! truncated and a garbled `.nar.zst`, a narinfo whose NarHash does not match, and two
 //! packages providing the same file.
 
+use models::conformance::testing::PackageBuilder;
 use models::nar::db::StoreDb;
 use models::nar::{store_path_of, NarModel};
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
@@ -10,22 +11,12 @@ use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Package `name` at version 1.0 with `depends` and `files` (path, contents).
 fn package(work: &Path, name: &str, depends: &[&str], files: &[(&str, &[u8])]) -> PackageTree {
-    let root = work.join("trees").join(name);
-    for (path, contents) in files {
-        let p = root.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, contents).unwrap();
-    }
-    PackageTree {
-        name: name.into(),
-        version: "1.0".into(),
-        root,
-        depends: depends.iter().map(|d| d.to_string()).collect(),
-        pre_depends: vec![],
-        scripts: Default::default(),
-        triggers: vec![],
-    }
+    PackageBuilder::new(name, "1.0")
+        .depends(depends)
+        .files(files)
+        .build(work)
 }
 
 struct Setup {

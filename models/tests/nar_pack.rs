@@ -4,6 +4,7 @@
 //! within a dependency cycle exactly the references to members whose names sort after
 //! the referrer's, whatever the order the packages are packed in.
 
+use models::conformance::testing::PackageBuilder;
 use models::nar::narinfo::{hash_part, nix32, NarInfo};
 use models::nar::{store_path_of, NarModel};
 use models::{Artifact, Model, PackageTree};
@@ -12,19 +13,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+/// Package `name` at version 1.0 with `depends` and one library, `lib/NAME.so`.
 fn package(work: &Path, name: &str, depends: &[&str]) -> PackageTree {
-    let root = work.join("trees").join(name);
-    fs::create_dir_all(root.join("lib")).unwrap();
-    fs::write(root.join(format!("lib/{name}.so")), name.repeat(100)).unwrap();
-    PackageTree {
-        name: name.into(),
-        version: "1.0".into(),
-        root,
-        depends: depends.iter().map(|d| d.to_string()).collect(),
-        pre_depends: vec![],
-        scripts: Default::default(),
-        triggers: vec![],
-    }
+    PackageBuilder::new(name, "1.0")
+        .depends(depends)
+        .file(&format!("lib/{name}.so"), name.repeat(100))
+        .build(work)
 }
 
 /// A three-package cycle (a → b → c → a), a two-package one (libc6 ⇄ libgcc-s1, as in

@@ -2,7 +2,7 @@
 //! bytes with every compression, `unsquashfs -lln` lists the tree that was packed (with
 //! owner 0, time 0 and the modes on disk), libsquashfs (through `squashfs-ng`) reads back
 //! every file's content, and bad input is refused with the path. Mounting the images
-//! (kernel squashfs and squashfuse) needs root: `harness/tests/overlay_images.rs`.
+//! (kernel squashfs and squashfuse) needs root: `overlay_images.rs`.
 
 use models::formats::squashfs::{build_image, Compression, ImageOptions, DEFAULT_BLOCK_SIZE};
 use std::collections::BTreeMap;

@@ -1,6 +1,7 @@
 //! Helpers for the tests of models: root or skip (fail when `CI=true` and a test cannot
 //! run, elsewhere skip with a printed reason), a private mount namespace per test,
-//! fixtures, and what the machine holds (loop devices, FUSE daemons).
+//! fixtures (the upgrade fixture, small package trees: [`PackageBuilder`]), and what the
+//! machine holds (loop devices, FUSE daemons).
 
 /// True when the test may go on; false (after printing why) when it must skip.
 pub fn require_root(test: &str) -> bool {
@@ -110,34 +111,123 @@ pub fn eventually(what: &str, done: impl Fn() -> bool) {
 }
 
 /// A tiny package tree at `work/src/NAME_VERSION` with the given files (path, contents);
-/// a path ending in `/` is a directory. No dependencies, scripts or triggers.
+/// a path ending in `/` is a directory. No dependencies, scripts or triggers: a
+/// shorthand for [`PackageBuilder`].
 pub fn tiny_package(
     work: &std::path::Path,
     name: &str,
     version: &str,
     files: &[(&str, &str)],
 ) -> crate::PackageTree {
-    let root = work.join("src").join(format!("{name}_{version}"));
-    std::fs::create_dir_all(&root).expect("creating a tiny package's root");
-    for (path, contents) in files {
-        let p = root.join(path);
-        if path.ends_with('/') {
-            std::fs::create_dir_all(&p).expect("creating a tiny package's directory");
-        } else {
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).expect("creating a tiny package's directory");
-            }
-            std::fs::write(&p, contents).expect("writing a tiny package's file");
+    PackageBuilder::new(name, version).files(files).build(work)
+}
+
+/// A small package tree for a test, described step by step and written by
+/// [`build`](PackageBuilder::build):
+///
+/// ```ignore
+/// let tree = PackageBuilder::new("huge", "1")
+///     .depends(&["small"])
+///     .file("usr/share/huge/zeros", vec![0; 4 << 20])
+///     .file("usr/share/empty/", "")
+///     .script("postinst", "#!/bin/sh\nexit 0\n")
+///     .build(work);
+/// ```
+///
+/// Every step panics on a failure to write: it is for tests.
+#[derive(Debug, Clone)]
+#[must_use = "a package builder writes nothing until `build`"]
+pub struct PackageBuilder {
+    name: String,
+    version: String,
+    depends: Vec<String>,
+    pre_depends: Vec<String>,
+    files: Vec<(String, Vec<u8>)>,
+    scripts: Vec<(String, Vec<u8>)>,
+}
+
+impl PackageBuilder {
+    /// A package `name` at `version` with no files, dependencies or scripts.
+    pub fn new(name: &str, version: &str) -> PackageBuilder {
+        PackageBuilder {
+            name: name.into(),
+            version: version.into(),
+            depends: Vec::new(),
+            pre_depends: Vec::new(),
+            files: Vec::new(),
+            scripts: Vec::new(),
         }
     }
-    crate::PackageTree {
-        name: name.into(),
-        version: version.into(),
-        root,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts: Default::default(),
-        triggers: vec![],
+
+    /// Adds `names` to the packages this one depends on.
+    pub fn depends(mut self, names: &[&str]) -> PackageBuilder {
+        self.depends.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+
+    /// Adds `names` to the packages that must be installed before this one is unpacked.
+    pub fn pre_depends(mut self, names: &[&str]) -> PackageBuilder {
+        self.pre_depends.extend(names.iter().map(|n| n.to_string()));
+        self
+    }
+
+    /// Adds a file at `path` (relative to the package's root) holding `contents`; a
+    /// `path` ending in `/` is a directory (its `contents` are ignored).
+    pub fn file(mut self, path: &str, contents: impl AsRef<[u8]>) -> PackageBuilder {
+        self.files.push((path.into(), contents.as_ref().to_vec()));
+        self
+    }
+
+    /// Adds every (path, contents) of `files`, as [`file`](PackageBuilder::file) does.
+    pub fn files<C: AsRef<[u8]>>(self, files: &[(&str, C)]) -> PackageBuilder {
+        files.iter().fold(self, |builder, (path, contents)| {
+            builder.file(path, contents)
+        })
+    }
+
+    /// Adds the maintainer script `name` (`preinst`, `postinst`, `prerm`, `postrm`),
+    /// written executable beside the package's root.
+    pub fn script(mut self, name: &str, body: impl AsRef<[u8]>) -> PackageBuilder {
+        self.scripts.push((name.into(), body.as_ref().to_vec()));
+        self
+    }
+
+    /// Writes the tree at `work/src/NAME_VERSION` (files already there stay) and its
+    /// scripts at `work/src/NAME_VERSION.SCRIPT`, and returns it.
+    pub fn build(self, work: &std::path::Path) -> crate::PackageTree {
+        use std::os::unix::fs::PermissionsExt;
+        let src = work.join("src");
+        let base = format!("{}_{}", self.name, self.version);
+        let root = src.join(&base);
+        std::fs::create_dir_all(&root).expect("creating a test package's root");
+        for (path, contents) in &self.files {
+            let p = root.join(path);
+            if path.ends_with('/') {
+                std::fs::create_dir_all(&p).expect("creating a test package's directory");
+            } else {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).expect("creating a test package's directory");
+                }
+                std::fs::write(&p, contents).expect("writing a test package's file");
+            }
+        }
+        let mut scripts = std::collections::BTreeMap::new();
+        for (name, body) in &self.scripts {
+            let p = src.join(format!("{base}.{name}"));
+            std::fs::write(&p, body).expect("writing a test package's script");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .expect("making a test package's script executable");
+            scripts.insert(name.clone(), p);
+        }
+        crate::PackageTree {
+            name: self.name,
+            version: self.version,
+            root,
+            depends: self.depends,
+            pre_depends: self.pre_depends,
+            scripts,
+            triggers: vec![],
+        }
     }
 }
 

@@ -5,9 +5,9 @@
 //! a second attempt that succeeds; and nothing left after teardown. Needs root; the
 //! mounting runs in a private mount namespace, as in `overlay_model.rs`.
 
-use harness::conformance::{check_view, digest_of_trees, run_upgrade_conformance};
-use harness::testing::{eventually, loop_backing_files};
-use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::conformance::testing::{eventually, loop_backing_files, PackageBuilder};
+use models::conformance::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::conformance::{check_view, digest_of_trees, run_upgrade_conformance};
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use std::fs;
@@ -215,7 +215,7 @@ fn root_overlay_refuses_a_corrupt_new_image_and_keeps_the_old_view() {
         let corrupt = to.last_mut().unwrap();
         fs::write(mirror.join(&corrupt.files[0]), vec![0x55u8; 8192]).unwrap();
         // Published as it is: past the hash check, the mount must refuse it.
-        harness::testing::republish(corrupt, &mirror);
+        models::conformance::testing::republish(corrupt, &mirror);
         let corrupt = to.last().unwrap();
         let err = format!("{:#}", model.upgrade(&installed, &to, &ctx).unwrap_err());
         let name = corrupt.files[0].file_name().unwrap().to_string_lossy();
@@ -260,25 +260,15 @@ fn root_overlay_refuses_a_corrupt_new_image_and_keeps_the_old_view() {
 fn tiny_packages(root: &Path, n: usize, version: &str, extra: bool) -> Vec<PackageTree> {
     (0..n)
         .map(|i| {
-            let pkg = root.join(format!("src-{version}/p{i}"));
-            fs::create_dir_all(pkg.join("usr/share/doc")).unwrap();
-            fs::write(
-                pkg.join(format!("usr/share/doc/p{i}")),
-                format!("package {i} {version}\n"),
-            )
-            .unwrap();
-            if extra {
-                fs::write(pkg.join(format!("usr/share/doc/p{i}.new")), b"new\n").unwrap();
-            }
-            PackageTree {
-                name: format!("p{i}"),
-                version: version.into(),
-                root: pkg,
-                depends: vec![],
-                pre_depends: vec![],
-                scripts: Default::default(),
-                triggers: vec![],
-            }
+            let doc = format!("usr/share/doc/p{i}");
+            let tree = PackageBuilder::new(&format!("p{i}"), version)
+                .file(&doc, format!("package {i} {version}\n"));
+            let tree = if extra {
+                tree.file(&format!("{doc}.new"), "new\n")
+            } else {
+                tree
+            };
+            tree.build(root)
         })
         .collect()
 }

@@ -10,36 +10,17 @@
 //! private mount namespace (the test binary re-executed under `unshare --mount
 //! --propagation private`, as overlay_model.rs does), so it cannot outlive the test.
 
-use harness::testing::loop_backing_files;
-use harness::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{loop_backing_files, PackageBuilder};
 use models::hooks::HooksModel;
 use models::nar::db::StoreDb;
 use models::nar::NarModel;
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
 use nix::mount::{mount, MsFlags};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn package(work: &Path, name: &str, depends: &[&str], files: &[(&str, Vec<u8>)]) -> PackageTree {
-    let root = work.join("src").join(name);
-    for (path, data) in files {
-        let p = root.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, data).unwrap();
-    }
-    PackageTree {
-        name: name.into(),
-        version: "1".into(),
-        root,
-        depends: depends.iter().map(|d| d.to_string()).collect(),
-        pre_depends: vec![],
-        scripts: BTreeMap::new(),
-        triggers: vec![],
-    }
-}
 
 /// `small` fits; `huge` (depending on it, so installed after it) does not. Its 4 MiB are
 /// zeros (a tiny tar or NAR, so the disk fills while unpacking) or, for SquashFS images,
@@ -58,24 +39,14 @@ fn packages(work: &Path, random: bool) -> Vec<PackageTree> {
         })
         .collect();
     vec![
-        package(
-            work,
-            "small",
-            &[],
-            &[("usr/share/small/readme", b"fits\n".to_vec())],
-        ),
-        package(
-            work,
-            "huge",
-            &["small"],
-            &[
-                (
-                    "usr/share/huge/a-first",
-                    b"written before the disk fills\n".to_vec(),
-                ),
-                ("usr/share/huge/zeros", big),
-            ],
-        ),
+        PackageBuilder::new("small", "1")
+            .file("usr/share/small/readme", "fits\n")
+            .build(work),
+        PackageBuilder::new("huge", "1")
+            .depends(&["small"])
+            .file("usr/share/huge/a-first", "written before the disk fills\n")
+            .file("usr/share/huge/zeros", big)
+            .build(work),
     ]
 }
 
@@ -270,7 +241,8 @@ fn root_fuse_disk_full_names_the_path_and_leaves_no_image_in_the_union_or_mount(
     }
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = models::fuse::FuseModel::new();
         // Random bytes: the image is as large as its contents, so fetching it fills the disk.
         let (err, target, set) = install_on_tiny_tmpfs(&mut model, work.path(), true);
         assert_names_the_image_being_written(&err, &target, &set[1]);

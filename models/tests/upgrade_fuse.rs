@@ -4,8 +4,10 @@
 //! of kind across an upgrade. Needs root; every mounting part runs in a private mount
 //! namespace (see `fuse_model.rs`), so nothing it mounts can outlive it.
 
-use harness::conformance::run_upgrade_conformance;
-use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::conformance::run_upgrade_conformance;
+use models::conformance::testing::{
+    in_private_mount_namespace, require_root, tiny_package, upgrade_fixture,
+};
 use models::fuse::FuseModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
 use std::collections::BTreeMap;
@@ -107,7 +109,8 @@ fn root_fuse_upgrade_passes_conformance() {
         let work = tempfile::tempdir().unwrap();
         let (old, new) = upgrade_fixture(SUBSET, work.path());
         assert!(!new.is_empty(), "the point release upgrades nothing");
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let times = run_upgrade_conformance(&mut model, &old, &new, work.path()).unwrap();
         for phase in ["fetch", "verify", "notify"] {
             assert!(
@@ -128,7 +131,8 @@ fn root_fuse_upgrade_replaces_what_the_kernel_cached_without_remounting() {
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         let (old, new) = upgrade_fixture(SUBSET, work.path());
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let ctx = ctx(work.path());
         let installed = pack_all(&model, &ctx.mirror, &old);
         let to = pack_all(&model, &ctx.mirror, &new);
@@ -244,12 +248,6 @@ fn root_fuse_upgrade_replaces_what_the_kernel_cached_without_remounting() {
     });
 }
 
-/// A package with the given files (path, contents); a path ending in `/` is a
-/// directory.
-fn tiny(work: &Path, name: &str, version: &str, files: &[(&str, &str)]) -> PackageTree {
-    harness::testing::tiny_package(work, name, version, files)
-}
-
 #[test]
 fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
     let test = "root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds";
@@ -260,7 +258,7 @@ fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
         let work = tempfile::tempdir().unwrap();
         let w = work.path();
         let old = vec![
-            tiny(
+            tiny_package(
                 w,
                 "a",
                 "1",
@@ -271,7 +269,7 @@ fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
                     ("y/in", "inside"),
                 ],
             ),
-            tiny(
+            tiny_package(
                 w,
                 "b",
                 "1",
@@ -282,7 +280,7 @@ fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
                 ],
             ),
         ];
-        let new = vec![tiny(
+        let new = vec![tiny_package(
             w,
             "a",
             "2",
@@ -292,7 +290,8 @@ fn root_fuse_upgrade_keeps_the_first_wins_order_and_changes_kinds() {
                 ("y", "now a file"),
             ],
         )];
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let ctx = ctx(w);
         let installed = pack_all(&model, &ctx.mirror, &old);
         let to = pack_all(&model, &ctx.mirror, &new);

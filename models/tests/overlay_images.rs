@@ -3,7 +3,7 @@
 //! show exactly the tree they were built from (the view digest of the mount equals that
 //! of the source). Needs root; the mounting runs in a private mount namespace.
 
-use harness::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{in_private_mount_namespace, require_root};
 use models::formats::squashfs::{build_image, Compression, ImageOptions};
 use models::overlay::loopdev;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};

@@ -4,7 +4,7 @@
 //! named, and nothing of it is left in the image directory, mounted or served. Needs
 //! root; every test runs in a private mount namespace.
 
-use harness::testing::{in_private_mount_namespace, require_root, tiny_package};
+use models::conformance::testing::{in_private_mount_namespace, require_root, tiny_package};
 use models::fuse::reference::SquashfuseModel;
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
@@ -143,7 +143,8 @@ fn root_fuse_refuses_an_image_whose_hash_differs_from_the_index() {
     }
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = models::fuse::FuseModel::new();
         // The daemon is mounted and serves p0, fetched before; p1 never reaches it.
         let trees = packages(work.path(), "1");
         let ctx = ctx(work.path());
@@ -208,8 +209,9 @@ fn root_overlay_and_fuse_refuse_a_new_version_whose_hash_differs_from_the_index(
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         upgrade_refuses(&mut OverlayModel::new(), &work.path().join("overlay"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
         upgrade_refuses(
-            &mut harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness")),
+            &mut models::fuse::FuseModel::new(),
             &work.path().join("fuse"),
         );
         upgrade_refuses(

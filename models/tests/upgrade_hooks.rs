@@ -3,12 +3,13 @@
 //! and file lists afterwards, and a new version that claims another package's file.
 //! Needs root (`ldconfig -r` chroots); runs in a private mount namespace.
 
-use harness::conformance::run_upgrade_conformance;
-use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::conformance::run_upgrade_conformance;
+use models::conformance::testing::{
+    in_private_mount_namespace, require_root, upgrade_fixture, PackageBuilder,
+};
 use models::hooks::{HooksModel, Step};
 use models::{Durability, Model, PackageTree, RunCtx};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use workloads::corpus::upgrade::NEWS_DIR;
 
@@ -205,28 +206,15 @@ fn root_hooks_upgrade_runs_prerm_preinst_postrm_postinst_with_versions() {
 /// A package tree under `dir` with `files` (path, content) and the generated
 /// maintainer-script stand-ins, which log their calls.
 fn tree(dir: &Path, name: &str, version: &str, files: &[(&str, &str)]) -> PackageTree {
-    let root = dir.join(format!("{name}-{version}"));
-    for (path, content) in files {
-        let path = root.join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, content).unwrap();
-    }
-    let mut scripts = std::collections::BTreeMap::new();
-    for script in ["preinst", "postinst", "prerm", "postrm"] {
-        let path = dir.join(format!("{name}-{version}.{script}"));
-        fs::write(&path, workloads::corpus::script::maintainer_script(0)).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        scripts.insert(script.to_string(), path);
-    }
-    PackageTree {
-        name: name.into(),
-        version: version.into(),
-        root,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts,
-        triggers: vec![],
-    }
+    ["preinst", "postinst", "prerm", "postrm"]
+        .iter()
+        .fold(
+            PackageBuilder::new(name, version).files(files),
+            |builder, script| {
+                builder.script(script, workloads::corpus::script::maintainer_script(0))
+            },
+        )
+        .build(dir)
 }
 
 /// dpkg's "trying to overwrite" holds in an upgrade too: a new version may replace its

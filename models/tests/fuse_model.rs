@@ -1,36 +1,22 @@
-//! The `fuse` model: the conformance suite, 8 threads reading at once, an image picked
-//! up without a remount, the rule for two packages providing the same path, teardown
-//! after a failed install, and no mount left after a normal run or a SIGKILL of the
-//! harness. Needs root. Every test that mounts runs its mounting part in a private mount
-//! namespace (the test binary re-executed under `unshare --mount --propagation
-//! private`, as `overlay_model.rs` does), so nothing it mounts can outlive it.
+//! The `fuse` model, served by `pkgbench-fuse-daemon`: the conformance suite, 8 threads
+//! reading at once, an image picked up without a remount, the rule for two packages
+//! providing the same path, and teardown after a failed install (what `harness run`
+//! leaves after an exit, a SIGKILL or a Ctrl-C is in harness/tests/fuse_run.rs). Needs
+//! root. Every test that mounts runs its mounting part in a private mount namespace
+//! (the test binary re-executed under `unshare --mount --propagation private`, as
+//! `overlay_model.rs` does), so nothing it mounts can outlive it.
 
-use harness::conformance::run_conformance;
-use harness::testing::{in_private_mount_namespace, require_root, take_turn};
+use models::conformance::run_conformance;
+use models::conformance::testing::{in_private_mount_namespace, require_root};
 use models::fuse::FuseModel;
 use models::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use workloads::corpus;
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-
-/// The host's FUSE, squashfs and overlay mounts: must not change.
-fn host_mounts() -> Vec<String> {
-    fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            let kind = l.split(' ').nth(2).unwrap_or("");
-            kind.starts_with("fuse") || kind == "squashfs" || kind == "overlay"
-        })
-        .map(str::to_string)
-        .collect()
-}
 
 fn mounts_under(mounts: &str, dir: &Path) -> Vec<String> {
     let dir = dir.to_string_lossy().into_owned();
@@ -60,7 +46,8 @@ fn root_fuse_passes_conformance() {
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
         for phase in ["mount", "fetch", "verify", "notify"] {
             assert!(
@@ -102,8 +89,9 @@ fn root_fuse_eight_threads_reading_different_and_the_same_files_get_the_right_by
     in_private_mount_namespace(test, || {
         let work = tempfile::tempdir().unwrap();
         let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
-        let trees = harness::mirror::package_trees(&corpus);
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        let trees = models::conformance::package_trees(&corpus);
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let mirror = work.path().join("mirror");
         fs::create_dir_all(&mirror).unwrap();
         let set: Vec<Artifact> = trees
@@ -173,7 +161,7 @@ fn root_fuse_eight_threads_reading_different_and_the_same_files_get_the_right_by
 /// A tiny package with the given files (path, contents); a path ending in `/` is a
 /// directory.
 fn tiny(root: &Path, name: &str, files: &[(&str, &str)]) -> PackageTree {
-    harness::testing::tiny_package(root, name, "1", files)
+    models::conformance::testing::tiny_package(root, name, "1", files)
 }
 
 fn pack_all(model: &FuseModel, work: &Path, trees: &[PackageTree]) -> (Vec<Artifact>, RunCtx) {
@@ -207,7 +195,8 @@ fn root_fuse_picks_up_a_new_image_without_remounting() {
                 &[("usr/bin/c", "c\n"), ("usr/share/c/data", "C")],
             ),
         ];
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let (set, ctx) = pack_all(&model, work.path(), &trees);
         model.install(&set[..2], &ctx).unwrap();
         let view = model.view().root;
@@ -281,7 +270,8 @@ fn root_fuse_two_packages_providing_a_path_merge_directories_and_the_first_wins(
                 ("y", "hidden too"),
             ],
         );
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let (set, ctx) = pack_all(&model, work.path(), &[first, second]);
         model.install(&set, &ctx).unwrap();
         let view = model.view().root;
@@ -350,11 +340,12 @@ fn root_fuse_a_failed_install_is_torn_down_without_a_mount_left() {
                 )
             })
             .collect();
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         let (mut set, ctx) = pack_all(&model, work.path(), &trees);
         // Not a SquashFS image, and the index says so: the daemon must refuse it.
         fs::write(ctx.mirror.join(&set[2].files[0]), vec![0x55u8; 8192]).unwrap();
-        harness::testing::republish(&mut set[2], &ctx.mirror);
+        models::conformance::testing::republish(&mut set[2], &ctx.mirror);
         let err = format!("{:#}", model.install(&set, &ctx).unwrap_err());
         assert!(
             err.contains("p2_1.sqfs") && err.contains("not a SquashFS image"),
@@ -365,166 +356,12 @@ fn root_fuse_a_failed_install_is_torn_down_without_a_mount_left() {
         model.teardown().unwrap();
         assert!(mounts_under("/proc/self/mounts", work.path()).is_empty());
         // A dropped model unmounts too (a harness that unwinds).
-        let mut model = harness::testing::fuse_model_served_by(env!("CARGO_BIN_EXE_harness"));
+        models::fuse::daemon::set_daemon_program(env!("CARGO_BIN_EXE_pkgbench-fuse-daemon").into());
+        let mut model = FuseModel::new();
         fs::remove_dir_all(&ctx.target).unwrap();
         model.install(&set[..2], &ctx).unwrap();
         assert_eq!(mounts_under("/proc/self/mounts", work.path()).len(), 1);
         drop(model);
         assert!(mounts_under("/proc/self/mounts", work.path()).is_empty());
     });
-}
-
-fn harness_run(work: &Path, corpus: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
-    command
-        .args(["run", "--model", "fuse", "--runs", "1", "--warmup", "0"])
-        .args(["--corpus", corpus])
-        .arg("--work-dir")
-        .arg(work)
-        .arg("--out")
-        .arg(work.join("out"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-/// Daemon processes (`harness fuse-daemon ...`) serving a mount under `prefix`, after
-/// waiting up to 5 s for them to go.
-fn daemons_left(prefix: &Path) -> Vec<String> {
-    let prefix = prefix.to_string_lossy().into_owned();
-    let start = Instant::now();
-    loop {
-        let mut left = harness::testing::fuse_daemons();
-        left.retain(|cmdline| cmdline.contains(&prefix));
-        if left.is_empty() || start.elapsed() > Duration::from_secs(5) {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Starts `harness run --model fuse` in a process group of its own (as a shell starts a
-/// job), waits until its union is mounted, and sends `signal`: to the harness alone, or
-/// to its whole group as a terminal's Ctrl-C does. True if the union was mounted then.
-fn signal_while_mounted(work: &Path, signal: i32, to_group: bool) -> bool {
-    use std::os::unix::process::CommandExt;
-    let mut child = harness_run(work, SUBSET).process_group(0).spawn().unwrap();
-    let pid = child.id() as i32;
-    // Poll the harness's own mount namespace until the union is mounted.
-    let start = Instant::now();
-    let mut seen = 0;
-    while start.elapsed() < Duration::from_secs(300) {
-        seen = mounts_under(&format!("/proc/{pid}/mounts"), work)
-            .iter()
-            .filter(|l| l.split(' ').nth(2).is_some_and(|k| k.starts_with("fuse")))
-            .count();
-        if seen > 0 || child.try_wait().unwrap().is_some() {
-            break;
-        }
-    }
-    // SAFETY: kill only sends a signal to the harness we started (or its group).
-    let sent = unsafe {
-        if to_group {
-            libc::kill(-pid, signal)
-        } else {
-            libc::kill(pid, signal)
-        }
-    };
-    assert_eq!(sent, 0, "sending signal {signal}");
-    let status = child.wait().unwrap();
-    eprintln!("signal {signal}: the harness ended with {status} after {seen} FUSE mounts");
-    seen > 0
-}
-
-#[test]
-fn root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill() {
-    let test = "root_fuse_harness_run_leaves_no_mount_after_a_normal_exit_and_after_sigkill";
-    if !require_root(test) {
-        return;
-    }
-    let _turn = take_turn();
-    let before = host_mounts();
-    let work = tempfile::tempdir().unwrap();
-    let status = harness_run(work.path(), SUBSET).status().unwrap();
-    assert!(
-        status.success(),
-        "harness run --model fuse on {SUBSET}: {status}"
-    );
-    assert_eq!(host_mounts(), before, "after a normal exit");
-    assert_eq!(
-        daemons_left(work.path()),
-        Vec::<String>::new(),
-        "after a normal exit"
-    );
-    // The daemon is a process of its own: its memory is measured as the model's service
-    // process in every sample, and its settings are in the notes.
-    let results: serde_json::Value =
-        serde_json::from_slice(&fs::read(work.path().join("out/results.json")).unwrap()).unwrap();
-    let fuse = &results["models"][0];
-    assert_eq!(fuse["name"], "fuse");
-    for workload in ["install", "cold-read", "warm-read", "many-file"] {
-        let peak = fuse["workloads"][workload]["metrics"]["service_peak_rss_bytes"]["median"]
-            .as_f64()
-            .unwrap_or(0.0);
-        assert!(peak > 1e6, "{workload}: daemon peak memory {peak}");
-    }
-    let notes = fuse["notes"].to_string();
-    assert!(notes.contains("daemon settings: threads=4"), "{notes}");
-
-    let mut killed_mounted = false;
-    for attempt in 0..5 {
-        killed_mounted = signal_while_mounted(work.path(), libc::SIGKILL, false);
-        assert_eq!(host_mounts(), before, "attempt {attempt}");
-        // The daemon process dies with the harness (its death signal).
-        assert_eq!(
-            daemons_left(work.path()),
-            Vec::<String>::new(),
-            "attempt {attempt}"
-        );
-        if killed_mounted {
-            break;
-        }
-    }
-    assert!(
-        killed_mounted,
-        "never caught the harness with its union mounted"
-    );
-    let ours = format!("{}", work.path().display());
-    assert!(
-        !fs::read_to_string("/proc/mounts").unwrap().contains(&ours),
-        "a mount under {ours} is left"
-    );
-}
-
-#[test]
-fn root_fuse_harness_run_leaves_no_mount_and_no_daemon_after_ctrl_c() {
-    let test = "root_fuse_harness_run_leaves_no_mount_and_no_daemon_after_ctrl_c";
-    if !require_root(test) {
-        return;
-    }
-    let _turn = take_turn();
-    let before = host_mounts();
-    let work = tempfile::tempdir().unwrap();
-    let mut interrupted_mounted = false;
-    for attempt in 0..5 {
-        // Ctrl-C: SIGINT to the whole foreground group, the daemon included.
-        interrupted_mounted = signal_while_mounted(work.path(), libc::SIGINT, true);
-        assert_eq!(host_mounts(), before, "attempt {attempt}");
-        assert_eq!(
-            daemons_left(work.path()),
-            Vec::<String>::new(),
-            "attempt {attempt}"
-        );
-        if interrupted_mounted {
-            break;
-        }
-    }
-    assert!(
-        interrupted_mounted,
-        "never caught the harness with its union mounted"
-    );
-    // The next run on the same work directory cleans up and completes.
-    let status = harness_run(work.path(), SUBSET).status().unwrap();
-    assert!(status.success(), "the run after Ctrl-C: {status}");
-    assert_eq!(host_mounts(), before, "after the run that followed Ctrl-C");
 }

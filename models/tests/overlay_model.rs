@@ -1,36 +1,21 @@
 //! The `overlay` model: the conformance suite with the new mount API and with the legacy
-//! mount(2) fallback, one layer, a two-level stack past 500 layers, teardown after a
-//! failed install, and after a SIGKILL of the harness in the middle of an install.
-//! Needs root. Every test that mounts runs its mounting part in a private mount
-//! namespace (the test binary re-executed under `unshare --mount --propagation
-//! private`), so nothing it mounts can outlive it.
+//! mount(2) fallback, one layer, a two-level stack past 500 layers, and teardown after a
+//! failed install (a SIGKILL of the harness in the middle of an install is in
+//! harness/tests/overlay_run.rs). Needs root. Every test that mounts runs its mounting
+//! part in a private mount namespace (the test binary re-executed under `unshare
+//! --mount --propagation private`), so nothing it mounts can outlive it.
 
-use harness::conformance::run_conformance;
-use harness::testing::{eventually, loop_backing_files};
-use harness::testing::{in_private_mount_namespace, require_root, take_turn};
+use models::conformance::run_conformance;
+use models::conformance::testing::{eventually, loop_backing_files, PackageBuilder};
+use models::conformance::testing::{in_private_mount_namespace, require_root};
 use models::overlay::stack::MountApi;
 use models::overlay::OverlayModel;
 use models::{Durability, Model, PackageTree, RunCtx};
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 use workloads::corpus;
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-
-/// What the host has mounted of our kinds, and its loop devices: must not change.
-fn host_state() -> (Vec<String>, String) {
-    let mounts = fs::read_to_string("/proc/mounts")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(" overlay ") || l.contains(" squashfs "))
-        .map(str::to_string)
-        .collect();
-    let loops = Command::new("losetup").arg("-a").output().unwrap();
-    (mounts, String::from_utf8_lossy(&loops.stdout).into_owned())
-}
 
 fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = dir.to_string_lossy().into_owned();
@@ -90,24 +75,10 @@ fn root_overlay_passes_conformance_with_the_legacy_mount_fallback() {
 fn tiny_packages(root: &Path, n: usize) -> Vec<PackageTree> {
     (0..n)
         .map(|i| {
-            let pkg = root.join(format!("src/p{i}"));
-            fs::create_dir_all(pkg.join("usr/share/doc")).unwrap();
-            fs::create_dir_all(pkg.join("usr/bin")).unwrap();
-            fs::write(
-                pkg.join(format!("usr/share/doc/p{i}")),
-                format!("package {i}\n"),
-            )
-            .unwrap();
-            fs::write(pkg.join(format!("usr/bin/p{i}")), b"#!/bin/sh\n").unwrap();
-            PackageTree {
-                name: format!("p{i}"),
-                version: "1".into(),
-                root: pkg,
-                depends: vec![],
-                pre_depends: vec![],
-                scripts: BTreeMap::new(),
-                triggers: vec![],
-            }
+            PackageBuilder::new(&format!("p{i}"), "1")
+                .file(&format!("usr/share/doc/p{i}"), format!("package {i}\n"))
+                .file(&format!("usr/bin/p{i}"), "#!/bin/sh\n")
+                .build(root)
         })
         .collect()
 }
@@ -207,7 +178,7 @@ fn root_a_failed_install_is_torn_down_without_a_mount_or_loop_device_left() {
         // The third image is not a SquashFS image (and the index says so): its mount
         // fails after two succeeded.
         fs::write(mirror.join(&set[2].files[0]), vec![0x55u8; 8192]).unwrap();
-        harness::testing::republish(&mut set[2], &mirror);
+        models::conformance::testing::republish(&mut set[2], &mirror);
         let ctx = RunCtx {
             target: work.path().join("target"),
             mirror,
@@ -228,92 +199,4 @@ fn root_a_failed_install_is_torn_down_without_a_mount_or_loop_device_left() {
         });
         fs::remove_dir_all(&ctx.target).unwrap();
     });
-}
-
-/// Squashfs mounts and whether the view is mounted, in the namespace of process `pid`.
-fn mounts_of(pid: u32, work: &str) -> (usize, bool) {
-    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/mounts")) else {
-        return (0, false);
-    };
-    let mut squashfs = 0;
-    let mut view = false;
-    for line in text.lines() {
-        let mut f = line.split(' ');
-        let (point, kind) = (f.nth(1).unwrap_or(""), f.next().unwrap_or(""));
-        if point.starts_with(work) {
-            squashfs += usize::from(kind == "squashfs");
-            view |= kind == "overlay";
-        }
-    }
-    (squashfs, view)
-}
-
-#[test]
-fn root_sigkill_of_the_harness_during_install_leaves_no_mount_and_no_loop_device() {
-    if !require_root(
-        "root_sigkill_of_the_harness_during_install_leaves_no_mount_and_no_loop_device",
-    ) {
-        return;
-    }
-    let _turn = take_turn();
-    let before = host_state();
-    let work = tempfile::tempdir().unwrap();
-    // Share the generated corpus with other runs when there is one (it is 176 MiB).
-    let shared = PathBuf::from(
-        std::env::var("PKGBENCH_WORK_DIR").unwrap_or_else(|_| "/var/tmp/pkgbench".into()),
-    )
-    .join("corpora");
-    if shared.is_dir() {
-        std::os::unix::fs::symlink(&shared, work.path().join("corpora")).unwrap();
-    }
-    let prefix = work.path().to_string_lossy().into_owned();
-    let mut killed_mid_install = false;
-    for attempt in 0..5 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-            .args(["run", "--model", "overlay", "--runs", "1", "--warmup", "0"])
-            .args(["--workload", "install"])
-            .arg("--work-dir")
-            .arg(work.path())
-            .arg("--out")
-            .arg(work.path().join("out"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        // Poll the harness's own mount namespace until layers are mounted but the
-        // overlay is not: then it is in the middle of its install.
-        let start = Instant::now();
-        let mut seen = (0, false);
-        while start.elapsed() < Duration::from_secs(600) {
-            seen = mounts_of(pid, &prefix);
-            if seen.0 > 0 || child.try_wait().unwrap().is_some() {
-                break;
-            }
-        }
-        let attached = loop_backing_files()
-            .iter()
-            .filter(|f| f.starts_with(&prefix))
-            .count();
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        eprintln!(
-            "attempt {attempt}: killed with {} squashfs layers mounted, {attached} loop devices, view mounted: {}",
-            seen.0, seen.1
-        );
-        if seen.0 > 0 && !seen.1 && attached > 0 {
-            killed_mid_install = true;
-        }
-        eventually("loop devices of the killed harness released", || {
-            !loop_backing_files().iter().any(|f| f.starts_with(&prefix))
-        });
-        assert_eq!(host_state(), before, "attempt {attempt}");
-        if killed_mid_install {
-            break;
-        }
-    }
-    assert!(
-        killed_mid_install,
-        "never caught the harness between its first layer mount and its overlay mount"
-    );
 }

@@ -1,13 +1,12 @@
 //! The `hooks` model on a real subset of the qemu closure: the conformance suite, the
 //! order of hooks and packages, and a failing hook. Needs root (`ldconfig -r` chroots).
 
-use harness::conformance::run_conformance;
-use harness::testing::require_root;
+use models::conformance::run_conformance;
+use models::conformance::testing::{require_root, PackageBuilder};
 use models::hooks::{HooksModel, Step};
-use models::{Durability, Model, PackageTree, RunCtx};
+use models::{Durability, Model, RunCtx};
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use workloads::corpus;
 
 /// Packages with preinst and postinst scripts (adduser, passwd, libc6, dpkg, tar), an
@@ -139,21 +138,13 @@ fn root_a_failing_hook_stops_the_install_naming_package_script_and_status() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("pkg/root");
-    fs::create_dir_all(root.join("usr/share")).unwrap();
-    fs::write(root.join("usr/share/data"), b"x").unwrap();
-    let script = work.path().join("pkg/postinst");
-    fs::write(&script, "#!/bin/sh\necho 'cannot configure' >&2\nexit 7\n").unwrap();
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let tree = PackageTree {
-        name: "broken".into(),
-        version: "1.0".into(),
-        root,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts: [("postinst".to_string(), script)].into_iter().collect(),
-        triggers: vec![],
-    };
+    let tree = PackageBuilder::new("broken", "1.0")
+        .file("usr/share/data", "x")
+        .script(
+            "postinst",
+            "#!/bin/sh\necho 'cannot configure' >&2\nexit 7\n",
+        )
+        .build(work.path());
     let mut model = HooksModel::new();
     let mirror = work.path().join("mirror");
     fs::create_dir_all(&mirror).unwrap();
@@ -180,24 +171,12 @@ fn root_a_file_of_another_package_is_not_overwritten() {
     }
     let work = tempfile::tempdir().unwrap();
     let tree = |name: &str, extra: &str| {
-        let root = work.path().join(name).join("root");
-        fs::create_dir_all(root.join("usr/bin")).unwrap();
-        fs::write(root.join("usr/bin/tool"), name).unwrap();
-        fs::create_dir_all(root.join(extra)).unwrap();
-        fs::write(root.join(extra).join("data"), name).unwrap();
-        PackageTree {
-            name: name.into(),
-            version: "1".into(),
-            root,
-            depends: if name == "second" {
-                vec!["first".into()]
-            } else {
-                vec![]
-            },
-            pre_depends: vec![],
-            scripts: Default::default(),
-            triggers: vec![],
-        }
+        let depends: &[&str] = if name == "second" { &["first"] } else { &[] };
+        PackageBuilder::new(name, "1")
+            .depends(depends)
+            .file("usr/bin/tool", name)
+            .file(&format!("{extra}/data"), name)
+            .build(work.path())
     };
     let mut model = HooksModel::new();
     let mirror = work.path().join("mirror");

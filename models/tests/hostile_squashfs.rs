@@ -5,31 +5,22 @@
 //! the good image mounted before it is torn down with it, and that no mount and no loop
 //! device of the test is left. Needs root; runs in a private mount namespace (the test
 //! binary re-executed under `unshare --mount --propagation private`, as
-//! harness/tests/overlay_model.rs does), so nothing it mounts can outlive it.
+//! overlay_model.rs does), so nothing it mounts can outlive it.
 
-use harness::testing::loop_backing_files;
-use harness::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{loop_backing_files, PackageBuilder};
 use models::overlay::OverlayModel;
 use models::{Durability, Model, PackageTree, RunCtx};
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Package `name` with one 300 kB library, `usr/lib/NAME.so`.
 fn package(work: &Path, name: &str) -> PackageTree {
-    let root = work.join("src").join(name);
-    fs::create_dir_all(root.join("usr/lib")).unwrap();
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    fs::write(root.join(format!("usr/lib/{name}.so")), data).unwrap();
-    PackageTree {
-        name: name.into(),
-        version: "1".into(),
-        root,
-        depends: vec![],
-        pre_depends: vec![],
-        scripts: BTreeMap::new(),
-        triggers: vec![],
-    }
+    PackageBuilder::new(name, "1")
+        .file(&format!("usr/lib/{name}.so"), data)
+        .build(work)
 }
 
 /// Writes `value` little-endian at `at` (SquashFS superblock fields are little-endian).
@@ -101,7 +92,7 @@ fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_
             fs::write(&bad_image, &image).unwrap();
             // The index publishes the corrupt image: past the fetch's hash check, the
             // kernel's mount is what must refuse it.
-            harness::testing::republish(&mut set[1], &mirror);
+            models::conformance::testing::republish(&mut set[1], &mirror);
             let ctx = RunCtx {
                 target: work.path().join(format!("target-{i}")),
                 mirror: mirror.clone(),

@@ -5,8 +5,8 @@
 //! A corrupt new NAR fails the upgrade naming the file, leaves no trace of the failed
 //! path, and the profile still shows the old set. None of this needs root.
 
-use harness::conformance::{digest_of_trees, run_upgrade_conformance, view_spec};
-use harness::testing::upgrade_fixture;
+use models::conformance::testing::upgrade_fixture;
+use models::conformance::{digest_of_trees, run_upgrade_conformance, view_spec};
 use models::nar::db::StoreDb;
 use models::nar::{store_path_of, NarModel};
 use models::{Durability, Model, PackageTree, RunCtx, View};
