@@ -35,12 +35,27 @@ fn root_ref_dpkg_passes_conformance() {
     let corpus = corpus::open(SUBSET, work.path(), &|_, _| {}).unwrap();
     let mut model = DpkgModel::new();
     let times = run_conformance(&mut model, &corpus, work.path()).unwrap();
-    for phase in ["unpack", "configure"] {
+    let phases: Vec<&str> = times.phases.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(phases, vec!["acquire", "dpkg"], "{times:?}");
+    for phase in phases {
         assert!(
             times.get(phase).is_some_and(|d| !d.is_zero()),
             "phase {phase} not timed: {times:?}"
         );
     }
+    // The notes name the command that ran, apt's and dpkg's versions, and what is
+    // checked.
+    let notes = model.notes().join("\n");
+    assert!(
+        notes.contains("ran: APT_CONFIG=")
+            && notes.contains(" apt-get -o Dir=")
+            && notes.contains(" install --no-install-recommends ")
+            && notes.contains(" libc6=2.")
+            && notes.contains("(apt 2.")
+            && notes.contains("; dpkg 1."),
+        "{notes}"
+    );
+    assert!(notes.contains("signatures not checked"), "{notes}");
 }
 
 /// Whether the Nix reference can run here; if not, fails when `CI=true` and otherwise
@@ -114,12 +129,12 @@ fn upgrade_passes(
 }
 
 #[test]
-fn root_ref_dpkg_upgrades_with_dpkg() {
-    if !require_root("root_ref_dpkg_upgrades_with_dpkg") {
+fn root_ref_dpkg_upgrades_with_apt_and_dpkg() {
+    if !require_root("root_ref_dpkg_upgrades_with_apt_and_dpkg") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    upgrade_passes(&mut DpkgModel::new(), work.path(), &["unpack", "configure"]);
+    upgrade_passes(&mut DpkgModel::new(), work.path(), &["acquire", "dpkg"]);
 }
 
 #[test]
@@ -398,4 +413,183 @@ fn corpus_digest(work: &Path) -> workloads::view::TreeDigest {
     corpus::open(SUBSET, &work.join("corpora"), &|_, _| {})
         .unwrap()
         .digest
+}
+
+/// SUBSET packed for ref-dpkg into `work/mirror` (its repository published), and the
+/// context of an install into `work/target`.
+fn packed_for_dpkg(work: &Path) -> (Vec<Artifact>, RunCtx) {
+    let corpus = corpus::open(SUBSET, &work.join("corpora"), &|_, _| {}).unwrap();
+    let mirror = work.join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let model = DpkgModel::new();
+    let artifacts = harness::mirror::package_trees(&corpus)
+        .iter()
+        .map(|t| model.pack(t, &mirror).unwrap())
+        .collect();
+    let ctx = RunCtx {
+        target: work.join("target"),
+        mirror,
+        durability: Durability::Native,
+        jobs: 4,
+    };
+    (artifacts, ctx)
+}
+
+/// The `Package` names dpkg's database `status` lists, with their `Status`.
+fn dpkg_status(status: &Path) -> Vec<(String, String)> {
+    fs::read_to_string(status)
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|stanza| {
+            let field = |f: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(f))
+                    .map(|v| v.trim().to_string())
+            };
+            Some((field("Package:")?, field("Status:")?))
+        })
+        .collect()
+}
+
+#[test]
+fn root_ref_dpkg_refuses_a_deb_with_a_flipped_byte_and_installs_nothing_of_it() {
+    if !require_root("root_ref_dpkg_refuses_a_deb_with_a_flipped_byte_and_installs_nothing_of_it") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (artifacts, ctx) = packed_for_dpkg(work.path());
+    // One byte flipped in the middle of zlib1g's .deb after Packages and Release were
+    // published: the index's size holds, its hashes do not.
+    let broken = artifacts.iter().find(|a| a.package == "zlib1g").unwrap();
+    let deb = ctx.mirror.join(&broken.files[0]);
+    let index = fs::read_to_string(ctx.mirror.join("Packages")).unwrap();
+    assert!(index.contains("Package: zlib1g\n"), "{index}");
+    assert!(ctx.mirror.join("Release").is_file());
+    let mut bytes = fs::read(&deb).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    fs::write(&deb, &bytes).unwrap();
+
+    let mut model = DpkgModel::new();
+    model.prepare(&artifacts, &ctx).unwrap();
+    let err = format!("{:#}", model.install(&artifacts, &ctx).unwrap_err());
+    let root = model.view().root;
+    model.teardown().unwrap();
+    // apt's own words, and ours naming the package and its file.
+    assert!(err.contains("Hash Sum mismatch"), "{err}");
+    let file = broken.files[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        err.contains(&format!("apt named the .deb of: zlib1g ({file})")),
+        "{err}"
+    );
+    // apt fetches every .deb before dpkg runs: dpkg's database lists none of them as
+    // installed, and none of zlib1g's files is in the root.
+    let status = dpkg_status(&ctx.target.join("admin/status"));
+    assert!(
+        !status
+            .iter()
+            .any(|(p, s)| p == "zlib1g" && s.ends_with(" installed")),
+        "{status:?}"
+    );
+    assert!(status.is_empty(), "{status:?}");
+    let corpus = corpus::open(SUBSET, &work.path().join("corpora"), &|_, _| {}).unwrap();
+    let tree = corpus.packages.iter().find(|p| p.name == "zlib1g").unwrap();
+    let mut files = 0;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in fs::read_dir(tree.root.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let path = rel.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if entry.file_type().unwrap().is_file() {
+                files += 1;
+                let at = root.join(&path);
+                assert!(
+                    fs::symlink_metadata(&at).is_err(),
+                    "{} installed",
+                    at.display()
+                );
+            }
+        }
+    }
+    assert!(files > 0, "zlib1g ships files");
+}
+
+#[test]
+fn root_ref_dpkg_install_writes_nothing_outside_the_target() {
+    let test = "root_ref_dpkg_install_writes_nothing_outside_the_target";
+    if !require_root(test) {
+        return;
+    }
+    if !on_path("strace") {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "strace is missing, and CI=true: failing instead of skipping"
+        );
+        eprintln!("skipping {test}: strace is missing (scripts/setup installs it)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let work = fs::canonicalize(work.path()).unwrap();
+    let (artifacts, ctx) = packed_for_dpkg(&work);
+    // `apt-get` (update and install) under strace, with dpkg, the copy method and the
+    // maintainer scripts it starts, one log per process, descriptors shown as paths.
+    let logs = work.join("strace");
+    fs::create_dir_all(&logs).unwrap();
+    let wrapper = work.join("traced-apt-get");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec strace -f -ff -y -qq -e trace=%file -o {}/log apt-get \"$@\"\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let dpkg_log = fs::metadata("/var/log/dpkg.log").ok().map(|m| m.len());
+
+    let mut model = DpkgModel::with_program(&wrapper);
+    model.prepare(&artifacts, &ctx).unwrap();
+    model.install(&artifacts, &ctx).unwrap();
+    let check = check_view(&model.view(), &corpus_digest(&work)).unwrap();
+    assert!(check.matches, "{:?}", check.differences);
+    model.teardown().unwrap();
+
+    let target = fs::canonicalize(&ctx.target).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let mut outside = Vec::new();
+    let (mut in_target, mut processes) = (0, 0);
+    for log in fs::read_dir(&logs).unwrap() {
+        let text = fs::read_to_string(log.unwrap().path()).unwrap();
+        processes += 1;
+        for line in text.lines() {
+            for path in written_paths(line, &cwd) {
+                if path.starts_with(&target) {
+                    in_target += 1;
+                } else if path != Path::new("/dev/null") {
+                    outside.push(format!("{} ({line})", path.display()));
+                }
+            }
+        }
+    }
+    // apt-get twice, the copy method, dpkg, the scripts: many processes were traced.
+    assert!(processes > 10, "only {processes} processes traced");
+    assert!(in_target > 100, "the trace saw the root being written");
+    assert!(outside.is_empty(), "written outside: {outside:#?}");
+    // The host's dpkg log did not grow; apt's lists, archives and logs are the target's.
+    assert_eq!(
+        fs::metadata("/var/log/dpkg.log").ok().map(|m| m.len()),
+        dpkg_log
+    );
+    for own in [
+        "apt/state/lists",
+        "apt/cache/archives",
+        "apt/log/history.log",
+        "apt/log/dpkg.log",
+        "admin/status",
+    ] {
+        assert!(target.join(own).exists(), "{own} is not in the target");
+    }
 }

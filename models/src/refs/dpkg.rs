@@ -1,20 +1,78 @@
-//! The `ref-dpkg` reference run: the real dpkg installing real `.deb` files of the same
-//! package trees, the reference for `hooks`.
+//! The `ref-dpkg` reference run: the real apt-get fetching, verifying and installing (by
+//! running the real dpkg) `.deb` files of the same package trees from a local apt
+//! repository, the reference for `hooks`.
 //!
 //! Pack (untimed): one `.deb` per package, `pool/NAME_VERSION_all.deb`, built with
 //! `dpkg-deb --root-owner-group -Zzstd -z3 --build` (zstd level 3, as the `hooks`
 //! mirror's archives) from the package tree plus `DEBIAN/control` (Package, Version,
 //! Architecture `all`, Maintainer, Description, Depends and Pre-Depends from the tree's
-//! dependencies), the maintainer scripts and the `triggers` file.
+//! dependencies), the maintainer scripts and the `triggers` file. The setuid and setgid
+//! bits of the staged regular files are cleared before the build: every model installs
+//! the same tree, and the view digest (`ModeRule::AsPackaged`) clears them as `hooks`
+//! (on unpack) and the image mirrors (squashfs `strip_setid`) do. The dependencies are
+//! the corpus's own, already resolved within the set (every corpus, subsets included,
+//! keeps only the relations to packages it holds), so apt can satisfy every Depends and
+//! Pre-Depends from the set and no `--force-depends` is needed.
 //!
-//! Install: **unpack**: one `dpkg --unpack` of every `.deb`, in dependency order
-//! (`crate::order`), straight from the mirror (no apt fetch or verify); **configure**:
-//! `dpkg --configure -a`, which runs the postinsts and the triggers. Both with
-//! `--root=TARGET/root --admindir=TARGET/admin --force-depends`. The admin directory lies
-//! outside the root because the corpora themselves ship directories under
-//! `/var/lib/dpkg` (dpkg's package does), which dpkg's own database would fill. Durability
-//! `none` adds `--force-unsafe-io`; `native` and `full` are dpkg's default (fsync of every
-//! file before its rename).
+//! After every `.deb` the mirror's repository is published again, by real tools: a flat
+//! apt repository at the mirror's root, `Packages` from
+//! `apt-ftparchive --db .apt-ftparchive.db packages pool` (the cache database keeps the
+//! rescan of the earlier `.deb`s to a stat each) and `Release` with the MD5, SHA1,
+//! SHA256 and SHA512 of `Packages` from `apt-ftparchive release .`. Pack time, not
+//! `prepare`: the index is then published before anyone reads the mirror, as a real
+//! archive's is, so a `.deb` damaged afterwards no longer matches it; and the point
+//! release's `.deb`s, packed into the same mirror, are in the same index.
+//! The repository is unsigned and named `[trusted=yes]`: signatures are not checked,
+//! the hashes are (Release → Packages → `.deb`).
+//!
+//! Prepare (untimed): the target's apt and dpkg directories, an empty dpkg database, and
+//! `apt-get update`, which copies `Release` and `Packages` into apt's lists below the
+//! target and checks the hash of `Packages`: a real user has updated the lists before
+//! installing (the trait's own example of what `prepare` is for). Fetching and checking
+//! the `.deb`s is the install's work.
+//!
+//! Install: one `apt-get install` process, timed whole:
+//!
+//! ```text
+//! APT_CONFIG=TARGET/apt/apt.conf apt-get -o Dir=TARGET/apt/ -o Dir::State=... \
+//!     -o Dir::State::status=TARGET/admin/status ... -o DPkg::Options::=--root=TARGET/root \
+//!     -o DPkg::Options::=--admindir=TARGET/admin -o DPkg::Options::=--log=... \
+//!     -o DPkg::Options::=--force-script-chrootless [-o DPkg::Options::=--force-unsafe-io] \
+//!     -o 'DPkg::Pre-Invoke::=...' -y -q install --no-install-recommends NAME=VERSION...
+//! ```
+//!
+//! (the exact line is in the notes). Its phases: **acquire**, apt reading its lists and
+//! the dpkg database, resolving, then fetching every `.deb` with the `copy:` method into
+//! `TARGET/apt/cache/archives` and checking its size and hashes against `Packages`, as
+//! a network fetch is checked; **dpkg**, apt running dpkg (`--unpack` in apt's order, in
+//! batches, then `--configure`, the postinsts and the triggers). The boundary is a
+//! `DPkg::Pre-Invoke` hook, which apt runs once, after the fetch and before its first
+//! dpkg: it writes the wall clock into `TARGET/apt/dpkg-started`, and the phases split
+//! the process's time there (the hook's own `sh` and `date` are in `dpkg`). One process
+//! rather than `--download-only` then `install`: a user's `apt-get install` resolves
+//! and reads its cache once. Every version is named (`NAME=VERSION`) because the index
+//! also holds the point release's newer versions.
+//!
+//! Isolation: apt and dpkg write nothing outside the target. `APT_CONFIG` names a file
+//! in the target that sets `Dir::Etc::Main` and `Dir::Etc::Parts` to nothing, so no
+//! `apt.conf.d` of the host is read (they are read before any `-o`, and the host's add
+//! hooks such as debconf's `Pre-Install-Pkgs`); `Dir`, `Dir::State`, `Dir::Cache`,
+//! `Dir::Etc` and `Dir::Log` lie in `TARGET/apt`, `Dir::State::status` is the target's
+//! dpkg database, the sources list is the target's (`Dir::Etc::sourceparts=-`), the
+//! preferences and trusted keys are the target's (none). apt's locks follow its
+//! directories (`lock-frontend` and `lock` beside the status file, lists and archives
+//! locks in the target). `APT::Sandbox::User=root`: the copy method runs as root, no
+//! `_apt` user is needed. `Acquire::Languages=none`, no recommends or suggests,
+//! `Dpkg::Use-Pty=false`. dpkg gets `--root=TARGET/root --admindir=TARGET/admin` and
+//! `--log=TARGET/apt/log/dpkg.log` (its default log is the host's `/var/log/dpkg.log`
+//! even with `--root`). The admin directory lies outside the root because the corpora
+//! themselves ship directories under `/var/lib/dpkg` (dpkg's package does), which dpkg's
+//! own database would fill. `TMPDIR` is the target's; variables that would redirect apt
+//! or dpkg (`APT_CONFIG`, `DPKG_ROOT`, `DPKG_ADMINDIR`, ...) are replaced or removed, and
+//! `LC_ALL=C` keeps apt's messages the ones the errors quote.
+//!
+//! Durability: `none` adds `DPkg::Options::=--force-unsafe-io`; `native` and `full` are
+//! dpkg's default (fsync of every file before its rename).
 //!
 //! Maintainer scripts: on replayed corpora they are generated shell scripts that log
 //! their call; they run on the host with `--force-script-chrootless` (as `hooks` runs
@@ -24,22 +82,48 @@
 //! them there), and real scripts must never run on the host. The install says so in its
 //! notes.
 //!
-//! Upgrade: the same two commands with the new versions' `.deb`s: dpkg's own upgrade
-//! (old prerm, new preinst, files replaced, vanished files removed, old postrm, then new
-//! postinst and triggers), the reference for `hooks`'s upgrade.
+//! Upgrade: the same `apt-get install` of the new versions (`NAME=NEWVERSION`), with the
+//! same phases: apt fetches and checks the new `.deb`s (**acquire**), then dpkg's own
+//! upgrade (old prerm, new preinst, files replaced, vanished files removed, old postrm,
+//! then new postinst and triggers: **dpkg**), the reference for `hooks`'s upgrade. No
+//! `apt-get update` is timed: the lists of `prepare` already hold the new versions (same
+//! mirror, same index), as `hooks` reads no index either.
+//!
+//! On failure (a `.deb` whose hash is not the index's, a script that fails) the error
+//! quotes apt, names the packages whose `.deb` apt refused, and counts the packages of
+//! the set dpkg's database does not hold as installed. apt fetches everything before it
+//! runs dpkg, so a refused `.deb` leaves nothing installed.
 
-use super::run_quiet;
+use super::tail;
 use crate::mirror_files::artifact_for;
-use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
+
+/// apt's directories and configuration, below the target.
+const APT_DIR: &str = "apt";
+/// apt-ftparchive's cache database and configuration, on the mirror.
+const FTPARCHIVE_DB: &str = ".apt-ftparchive.db";
+const FTPARCHIVE_CONF: &str = ".apt-ftparchive.conf";
+/// The configuration `APT_CONFIG` names: no configuration file or directory of the
+/// host (they are read before the command line's options).
+const NO_HOST_CONFIG: &str = "Dir::Etc::Main \"/dev/null\";\nDir::Etc::Parts \"/dev/null\";\n";
+
+/// Environment variables that would point apt or dpkg elsewhere than the target.
+const APT_VARIABLES: [&str; 5] = [
+    "APT_CONFIG",
+    "DPKG_ROOT",
+    "DPKG_ADMINDIR",
+    "DPKG_FRONTEND_LOCKED",
+    "DPKG_FORCE",
+];
 
 /// The dpkg reference model. See the module doc.
 #[derive(Default)]
@@ -47,51 +131,437 @@ pub struct DpkgModel {
     /// Real packages: build the `.debs` without maintainer scripts and triggers.
     pub real_packages: bool,
     root: Option<PathBuf>,
+    /// The set `prepare` updated the lists for.
+    prepared: Option<Vec<Artifact>>,
+    /// `apt-get --version` and `dpkg --version`, first lines, read once.
+    versions: Option<String>,
+    /// The command lines of the last install and upgrade, shell-quoted.
+    commands: Vec<String>,
+    /// The program run as `apt-get` (`apt-get` from `PATH`, or a test's tracing wrapper).
+    program: Option<PathBuf>,
+}
+
+/// apt's directories below a target (module doc).
+struct AptDirs {
+    target: PathBuf,
+    apt: PathBuf,
+}
+
+impl AptDirs {
+    fn of(target: &Path) -> Self {
+        AptDirs {
+            target: target.to_path_buf(),
+            apt: target.join(APT_DIR),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.apt.join("apt.conf")
+    }
+
+    fn sources(&self) -> PathBuf {
+        self.apt.join("etc/sources.list")
+    }
+
+    /// Written by the `DPkg::Pre-Invoke` hook: where `acquire` ends.
+    fn marker(&self) -> PathBuf {
+        self.apt.join("dpkg-started")
+    }
+
+    /// The directories apt and dpkg need, the configuration and sources list, and an
+    /// empty dpkg database.
+    fn create(&self, mirror: &Path) -> Result<()> {
+        let admin = self.target.join("admin");
+        for dir in [
+            self.target.join("root"),
+            admin.join("info"),
+            admin.join("updates"),
+            self.apt.join("etc/preferences.d"),
+            self.apt.join("etc/trusted.gpg.d"),
+            self.apt.join("state/lists/partial"),
+            self.apt.join("cache/archives/partial"),
+            self.apt.join("log"),
+            self.apt.join("tmp"),
+        ] {
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let status = admin.join("status");
+        if !status.exists() {
+            fs::write(&status, "").with_context(|| format!("creating {}", status.display()))?;
+        }
+        fs::write(self.config(), NO_HOST_CONFIG)
+            .with_context(|| format!("writing {}", self.config().display()))?;
+        let line = format!("deb [trusted=yes] copy:{}/ ./\n", uri_path(mirror)?);
+        fs::write(self.sources(), line)
+            .with_context(|| format!("writing {}", self.sources().display()))
+    }
+}
+
+/// The mirror's canonical path, refused when a sources.list line or a URI cannot hold it
+/// unquoted.
+fn uri_path(mirror: &Path) -> Result<String> {
+    let real = fs::canonicalize(mirror)
+        .with_context(|| format!("resolving the mirror {}", mirror.display()))?;
+    let s = real
+        .to_str()
+        .with_context(|| format!("the mirror {} is not UTF-8", real.display()))?;
+    if s.chars()
+        .any(|c| "[]#%?".contains(c) || c.is_whitespace() || c.is_control())
+    {
+        bail!("the mirror {s:?} cannot be written in a sources.list line (it holds one of []#%? or a space)");
+    }
+    Ok(s.to_string())
+}
+
+/// The `-o` options that confine apt and dpkg to `target` (module doc).
+fn apt_options(target: &Path, durability: Durability, chrootless: bool) -> Vec<String> {
+    let t = target.display();
+    let mut o: Vec<String> = vec![
+        format!("Dir={t}/{APT_DIR}/"),
+        format!("Dir::State={t}/{APT_DIR}/state/"),
+        format!("Dir::State::status={t}/admin/status"),
+        format!("Dir::Cache={t}/{APT_DIR}/cache/"),
+        format!("Dir::Etc={t}/{APT_DIR}/etc/"),
+        format!("Dir::Etc::sourcelist={t}/{APT_DIR}/etc/sources.list"),
+        "Dir::Etc::sourceparts=-".into(),
+        format!("Dir::Etc::preferences={t}/{APT_DIR}/etc/preferences"),
+        format!("Dir::Etc::preferencesparts={t}/{APT_DIR}/etc/preferences.d/"),
+        format!("Dir::Etc::trusted={t}/{APT_DIR}/etc/trusted.gpg"),
+        format!("Dir::Etc::trustedparts={t}/{APT_DIR}/etc/trusted.gpg.d/"),
+        format!("Dir::Log={t}/{APT_DIR}/log/"),
+        "APT::Sandbox::User=root".into(),
+        "Acquire::Languages=none".into(),
+        "APT::Install-Recommends=false".into(),
+        "APT::Install-Suggests=false".into(),
+        "Dpkg::Use-Pty=false".into(),
+        format!("DPkg::Options::=--root={t}/root"),
+        format!("DPkg::Options::=--admindir={t}/admin"),
+        format!("DPkg::Options::=--log={t}/{APT_DIR}/log/dpkg.log"),
+    ];
+    if chrootless {
+        o.push("DPkg::Options::=--force-script-chrootless".into());
+    }
+    if durability == Durability::None {
+        o.push("DPkg::Options::=--force-unsafe-io".into());
+    }
+    // The end of `acquire`: the wall clock when apt first runs dpkg (module doc).
+    let marker = AptDirs::of(target).marker();
+    o.push(format!(
+        "DPkg::Pre-Invoke::=[ -e {m} ] || date +%s%N > {m}",
+        m = marker.display()
+    ));
+    o.into_iter().flat_map(|v| ["-o".to_string(), v]).collect()
+}
+
+/// `arg` as a shell would need it written (for the notes only).
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The first line of `program --version`.
+fn version_of(program: &str) -> Result<String> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {program} --version"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} --version failed ({}): {}",
+            out.status,
+            tail(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_string())
+}
+
+/// The packages of `set` dpkg's database (`status`) holds as installed, and at which
+/// version.
+fn installed_in(status: &Path) -> Result<Vec<(String, String)>> {
+    let text = match fs::read_to_string(status) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", status.display())),
+    };
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                .map(|v| v.trim().to_string())
+        };
+        if let (Some(p), Some(s), Some(v)) = (field("Package"), field("Status"), field("Version")) {
+            if s == "install ok installed" {
+                out.push((p, v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `.deb`s of `set` apt named in `said` (a refused fetch names its file).
+fn named_debs(set: &[Artifact], said: &str) -> Vec<String> {
+    set.iter()
+        .filter_map(|art| {
+            let file = art.files.first()?.file_name()?.to_str()?;
+            // apt quotes a `%` of the file name in the URI it shows.
+            let quoted = file.replace('%', "%25");
+            (said.contains(file) || said.contains(&quoted))
+                .then(|| format!("{} ({file})", art.package))
+        })
+        .collect()
 }
 
 impl DpkgModel {
-    /// `dpkg` with the target's root and admin directory and the run's durability.
-    fn dpkg(&self, ctx: &RunCtx) -> Command {
-        let mut c = Command::new("dpkg");
-        let mut r = std::ffi::OsString::from("--root=");
-        r.push(ctx.target.join("root"));
-        let mut a = std::ffi::OsString::from("--admindir=");
-        a.push(ctx.target.join("admin"));
-        // --admindir after --root: dpkg's database outside the root (module doc).
-        c.arg(r).arg(a).arg("--force-depends");
-        if ctx.durability == Durability::None {
-            c.arg("--force-unsafe-io");
-        }
-        if !self.real_packages {
-            c.arg("--force-script-chrootless");
-        }
-        c
-    }
-
-    /// One `dpkg --unpack` of `debs` in the order given, then `dpkg --configure -a`.
-    fn unpack_and_configure(&self, debs: &[&Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
-        let mut times = PhaseTimes::default();
-        let mut unpack = self.dpkg(ctx);
-        unpack.arg("--unpack");
-        for art in debs {
-            let deb = art
-                .files
-                .first()
-                .with_context(|| format!("package {} has no .deb", art.package))?;
-            unpack.arg(ctx.mirror.join(deb));
-        }
-        times.time("unpack", || run_quiet(&mut unpack, "dpkg --unpack"))?;
-        let mut configure = self.dpkg(ctx);
-        configure.args(["--configure", "-a"]);
-        times.time("configure", || {
-            run_quiet(&mut configure, "dpkg --configure -a")
-        })?;
-        Ok(times)
-    }
-
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The model running `program` in place of `apt-get` (a test's tracing wrapper);
+    /// `apt-get --version` is still asked of `apt-get`.
+    pub fn with_program(program: &Path) -> Self {
+        DpkgModel {
+            program: Some(program.to_path_buf()),
+            ..Self::default()
+        }
+    }
+
+    /// apt's and dpkg's versions, asked once.
+    fn versions(&mut self) -> Result<String> {
+        if self.versions.is_none() {
+            self.versions = Some(format!(
+                "{}; {}",
+                version_of("apt-get")?,
+                // "Debian 'dpkg' package management program version 1.21.22 (amd64)."
+                version_of("dpkg")?
+                    .replace("Debian 'dpkg' package management program version ", "dpkg ")
+                    .trim_end_matches('.')
+            ));
+        }
+        Ok(self.versions.clone().unwrap_or_default())
+    }
+
+    /// `apt-get` with the target's confinement and `args`, its environment cleaned.
+    fn apt_get(&self, ctx: &RunCtx, args: &[String]) -> (Command, String) {
+        let dirs = AptDirs::of(&ctx.target);
+        let mut all = apt_options(&ctx.target, ctx.durability, !self.real_packages);
+        all.extend_from_slice(args);
+        let line: Vec<String> = std::iter::once("apt-get".to_string())
+            .chain(all.iter().map(|a| shell_quote(a)))
+            .collect();
+        let line = format!(
+            "APT_CONFIG={} {}",
+            shell_quote(&dirs.config().to_string_lossy()),
+            line.join(" ")
+        );
+        let mut c = Command::new(self.program.as_deref().unwrap_or(Path::new("apt-get")));
+        c.args(&all);
+        for var in APT_VARIABLES {
+            c.env_remove(var);
+        }
+        c.env("APT_CONFIG", dirs.config())
+            .env("TMPDIR", dirs.apt.join("tmp"))
+            .env("LC_ALL", "C")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        (c, line)
+    }
+
+    /// The target's apt and dpkg directories, then `apt-get update` from the mirror.
+    fn update_lists(&mut self, ctx: &RunCtx) -> Result<()> {
+        AptDirs::of(&ctx.target).create(&ctx.mirror)?;
+        let (mut c, line) = self.apt_get(ctx, &["-q".into(), "update".into()]);
+        let out = c.output().context("starting apt-get update")?;
+        // apt-get update exits 0 on some fetch errors and says so with `E:` or `W:`.
+        let said = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success()
+            || said
+                .lines()
+                .any(|l| l.starts_with("E:") || l.starts_with("W:"))
+        {
+            bail!(
+                "ref-dpkg: apt-get update from the repository on {} failed ({}): {}\n(ran: {line})",
+                ctx.mirror.display(),
+                out.status,
+                tail(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// One `apt-get install` of exactly the versions of `arts`, timed as `acquire` up to
+    /// apt's first dpkg and `dpkg` after (module doc); on failure, an error naming the
+    /// refused packages.
+    fn apt_install(&mut self, arts: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        let versions = self.versions()?;
+        let dirs = AptDirs::of(&ctx.target);
+        let marker = dirs.marker();
+        if marker.exists() {
+            fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+        }
+        let mut args: Vec<String> = ["-y", "-q", "install", "--no-install-recommends"]
+            .map(String::from)
+            .to_vec();
+        args.extend(arts.iter().map(|a| format!("{}={}", a.package, a.version)));
+        let (mut c, line) = self.apt_get(ctx, &args);
+        self.commands.push(format!("{line} ({versions})"));
+        let (wall_start, start) = (SystemTime::now(), Instant::now());
+        let out = c
+            .output()
+            .with_context(|| format!("starting apt-get install of {} packages", arts.len()));
+        let total = start.elapsed();
+        let acquire = acquire_time(&marker, wall_start, total);
+        let out = out?;
+        if !out.status.success() {
+            return Err(self.install_failed(arts, ctx, &out));
+        }
+        let mut times = PhaseTimes::default();
+        times.add("acquire", acquire);
+        times.add("dpkg", total.saturating_sub(acquire));
+        Ok(times)
+    }
+
+    /// The error of a failed `apt-get install`: apt's words, the packages whose `.deb`
+    /// it named (refused), and how many of `arts` dpkg's database does not hold at
+    /// their version.
+    fn install_failed(&self, arts: &[Artifact], ctx: &RunCtx, out: &Output) -> anyhow::Error {
+        let said = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let refused = named_debs(arts, &said);
+        let refused = if refused.is_empty() {
+            String::new()
+        } else {
+            format!("; apt named the .deb of: {}", refused.join(", "))
+        };
+        let status = ctx.target.join("admin/status");
+        let missing = match installed_in(&status) {
+            Ok(installed) => {
+                let missing: Vec<&str> = arts
+                    .iter()
+                    .filter(|a| {
+                        !installed
+                            .iter()
+                            .any(|(p, v)| *p == a.package && *v == a.version)
+                    })
+                    .map(|a| a.package.as_str())
+                    .collect();
+                format!(
+                    "; not installed at the version asked: {}",
+                    missing.join(", ")
+                )
+            }
+            Err(e) => format!("; reading the dpkg database failed: {e:#}"),
+        };
+        anyhow::anyhow!(
+            "ref-dpkg: apt-get install of {} packages failed ({}): {}{refused}{missing}",
+            arts.len(),
+            out.status,
+            tail(&out.stderr)
+        )
+    }
+}
+
+/// The time from `wall_start` to the wall clock the `DPkg::Pre-Invoke` hook wrote into
+/// `marker`, at most `total`; all of `total` when apt never ran dpkg.
+fn acquire_time(marker: &Path, wall_start: SystemTime, total: Duration) -> Duration {
+    let Ok(text) = fs::read_to_string(marker) else {
+        return total;
+    };
+    let (Ok(ns), Ok(start)) = (
+        text.trim().parse::<u128>(),
+        wall_start.duration_since(UNIX_EPOCH),
+    ) else {
+        return total;
+    };
+    let at = Duration::from_nanos(ns.saturating_sub(start.as_nanos()) as u64);
+    at.min(total)
+}
+
+/// Clears the setuid and setgid bits of every regular file below `dir` (module doc).
+fn strip_setid(dir: &Path) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+            let path = entry
+                .with_context(|| format!("listing {}", d.display()))?
+                .path();
+            let meta = fs::symlink_metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && meta.permissions().mode() & 0o6000 != 0 {
+                let mode = meta.permissions().mode() & 0o7777 & !0o6000;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("clearing the setid bits of {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `apt-ftparchive ARGS` in `mirror` (the host's apt configuration not read),
+/// its output into `MIRROR/out`.
+fn ftparchive(mirror: &Path, args: &[&str], out: &str) -> Result<()> {
+    let conf = mirror.join(FTPARCHIVE_CONF);
+    if !conf.exists() {
+        fs::write(&conf, NO_HOST_CONFIG).with_context(|| format!("writing {}", conf.display()))?;
+    }
+    let dest = mirror.join(out);
+    let file = fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let result = Command::new("apt-ftparchive")
+        .args(args)
+        .current_dir(mirror)
+        .env("APT_CONFIG", &conf)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting apt-ftparchive {}", args.join(" ")))?;
+    if !result.status.success() {
+        bail!(
+            "apt-ftparchive {} in {} failed ({}): {}",
+            args.join(" "),
+            mirror.display(),
+            result.status,
+            tail(&result.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Publishes the mirror's flat repository again: `Packages` of every `.deb` in the
+/// pool, then `Release` with its hashes (module doc). Each is written aside and renamed,
+/// so the old `Packages` is never half written and the old `Release` is not hashed.
+fn publish_repository(mirror: &Path) -> Result<()> {
+    let db = format!("--db={FTPARCHIVE_DB}");
+    ftparchive(mirror, &[&db, "packages", "pool"], ".Packages.new")?;
+    let rename = |from: &str, to: &str| {
+        fs::rename(mirror.join(from), mirror.join(to))
+            .with_context(|| format!("renaming {from} to {to} in {}", mirror.display()))
+    };
+    rename(".Packages.new", "Packages")?;
+    let release = mirror.join("Release");
+    if release.exists() {
+        fs::remove_file(&release).with_context(|| format!("removing {}", release.display()))?;
+    }
+    ftparchive(mirror, &["release", "."], ".Release.new")?;
+    rename(".Release.new", "Release")
 }
 
 /// The `DEBIAN/control` file of `pkg`.
@@ -114,14 +584,15 @@ pub fn control_file(pkg: &PackageTree) -> String {
 /// The `ref-dpkg` reference, described for the catalog.
 pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "ref-dpkg",
-    stands_for:
-        "reference: the real dpkg unpacking and configuring .debs of the same trees, for hooks",
+    stands_for: "reference: the real apt-get fetching, verifying and installing (with dpkg) .debs of the same trees from a local repository, for hooks",
     phases: &["acquire", "dpkg"],
     compared_with: &[],
     needs: &[
         crate::needs::ROOT,
         crate::needs::Need::Program("dpkg"),
         crate::needs::Need::Program("dpkg-deb"),
+        crate::needs::Need::Program("apt-get"),
+        crate::needs::Need::Program("apt-ftparchive"),
     ],
     install_bound: Some(crate::catalog::InstallBound::CreatesSyncedUnlessNone),
     sweep: crate::catalog::SweepFigures {
@@ -135,13 +606,56 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     }),
 };
 
+impl DpkgModel {
+    /// Copies `pkg`'s tree into `stage` with its control files, setid bits cleared, and
+    /// builds `MIRROR/rel` from it.
+    fn build_deb(&self, pkg: &PackageTree, stage: &Path, mirror: &Path, rel: &Path) -> Result<()> {
+        let mut src = pkg.root.clone().into_os_string();
+        src.push("/.");
+        super::run_quiet(
+            Command::new("cp").arg("-a").arg(&src).arg(stage),
+            &format!("copying {} into {}", pkg.root.display(), stage.display()),
+        )?;
+        strip_setid(stage)?;
+        let debian = stage.join("DEBIAN");
+        fs::create_dir(&debian).with_context(|| format!("creating {}", debian.display()))?;
+        fs::set_permissions(&debian, fs::Permissions::from_mode(0o755))?;
+        fs::write(debian.join("control"), control_file(pkg))
+            .with_context(|| format!("writing the control file of {}", pkg.name))?;
+        if !self.real_packages {
+            for name in SCRIPT_NAMES {
+                if let Some(script) = pkg.scripts.get(name) {
+                    let dst = debian.join(name);
+                    fs::copy(script, &dst)
+                        .with_context(|| format!("copying {name} of {}", pkg.name))?;
+                    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))?;
+                }
+            }
+            if !pkg.triggers.is_empty() {
+                let mut t = pkg.triggers.join("\n");
+                t.push('\n');
+                fs::write(debian.join("triggers"), t)
+                    .with_context(|| format!("writing the triggers of {}", pkg.name))?;
+            }
+        }
+        super::run_quiet(
+            Command::new("dpkg-deb")
+                .args(["--root-owner-group", "-Zzstd", "-z3", "--build"])
+                .arg(stage)
+                .arg(mirror.join(rel)),
+            &format!("dpkg-deb --build of {}", pkg.name),
+        )
+    }
+}
+
 impl Model for DpkgModel {
     fn name(&self) -> &'static str {
         INFO.name
     }
 
     fn format_version(&self) -> u32 {
-        1
+        // 2: setid bits cleared in the .debs; a flat apt repository (Packages, Release).
+        2
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
@@ -153,79 +667,63 @@ impl Model for DpkgModel {
             fs::remove_dir_all(&stage).with_context(|| format!("removing {}", stage.display()))?;
         }
         fs::create_dir_all(&stage).with_context(|| format!("creating {}", stage.display()))?;
-        let built = (|| -> Result<PathBuf> {
-            let mut src = pkg.root.clone().into_os_string();
-            src.push("/.");
-            run_quiet(
-                Command::new("cp").arg("-a").arg(&src).arg(&stage),
-                &format!("copying {} into {}", pkg.root.display(), stage.display()),
-            )?;
-            let debian = stage.join("DEBIAN");
-            fs::create_dir(&debian).with_context(|| format!("creating {}", debian.display()))?;
-            fs::set_permissions(&debian, fs::Permissions::from_mode(0o755))?;
-            fs::write(debian.join("control"), control_file(pkg))
-                .with_context(|| format!("writing the control file of {}", pkg.name))?;
-            if !self.real_packages {
-                for name in SCRIPT_NAMES {
-                    if let Some(script) = pkg.scripts.get(name) {
-                        let dst = debian.join(name);
-                        fs::copy(script, &dst)
-                            .with_context(|| format!("copying {name} of {}", pkg.name))?;
-                        fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))?;
-                    }
-                }
-                if !pkg.triggers.is_empty() {
-                    let mut t = pkg.triggers.join("\n");
-                    t.push('\n');
-                    fs::write(debian.join("triggers"), t)
-                        .with_context(|| format!("writing the triggers of {}", pkg.name))?;
-                }
-            }
-            let rel = PathBuf::from("pool").join(format!("{base}.deb"));
-            run_quiet(
-                Command::new("dpkg-deb")
-                    .args(["--root-owner-group", "-Zzstd", "-z3", "--build"])
-                    .arg(&stage)
-                    .arg(mirror.join(&rel)),
-                &format!("dpkg-deb --build of {}", pkg.name),
-            )?;
-            Ok(rel)
-        })();
+        let rel = PathBuf::from("pool").join(format!("{base}.deb"));
+        let built = self.build_deb(pkg, &stage, mirror, &rel);
         let _ = fs::remove_dir_all(&stage);
-        let rel = built?;
+        built?;
+        publish_repository(mirror)
+            .with_context(|| format!("publishing the repository with {}", pkg.name))?;
         artifact_for(pkg, vec![rel], mirror)
+    }
+
+    /// The target's apt and dpkg directories and `apt-get update`: the lists a user has
+    /// before installing (module doc).
+    fn prepare(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<()> {
+        self.versions()?;
+        self.update_lists(ctx)?;
+        self.prepared = Some(set.to_vec());
+        Ok(())
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
         if self.root.is_some() {
             bail!("ref-dpkg: install called twice without teardown");
         }
-        let root = ctx.target.join("root");
-        let admin = ctx.target.join("admin");
-        for dir in [&root, &admin.join("info"), &admin.join("updates")] {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.commands.clear();
+        let mut times = PhaseTimes::default();
+        if self.prepared.as_deref() != Some(set) {
+            // Not prepared for this set: the lists are fetched as part of the work.
+            times.time("acquire", || self.update_lists(ctx))?;
         }
-        fs::write(admin.join("status"), "")
-            .with_context(|| format!("creating {}/status", admin.display()))?;
-        self.root = Some(root);
-        let order: Vec<&Artifact> = install_order(set).into_iter().map(|i| &set[i]).collect();
-        self.unpack_and_configure(&order, ctx)
+        self.prepared = None;
+        self.root = Some(ctx.target.join("root"));
+        let apt = self.apt_install(set, ctx)?;
+        for (phase, d) in apt.phases {
+            times.add(&phase, d);
+        }
+        Ok(times)
     }
 
-    /// A real dpkg upgrade: `dpkg --unpack` of the new versions (dpkg runs old prerm,
-    /// new preinst, replaces the files, removes the vanished ones, runs old postrm), then
-    /// `dpkg --configure -a` (new postinst, triggers).
+    /// `apt-get install` of the new versions: apt fetches and checks them, then dpkg
+    /// upgrades (module doc).
     fn upgrade(
         &mut self,
-        _installed: &[Artifact],
+        installed: &[Artifact],
         to: &[Artifact],
         ctx: &RunCtx,
     ) -> Result<PhaseTimes> {
         if self.root.is_none() {
             bail!("ref-dpkg: upgrade before install");
         }
-        let order: Vec<&Artifact> = to.iter().collect();
-        self.unpack_and_configure(&order, ctx)
+        for new in to {
+            if !installed.iter().any(|old| old.package == new.package) {
+                bail!(
+                    "package {} is not installed: an upgrade replaces installed packages",
+                    new.package
+                );
+            }
+        }
+        self.apt_install(to, ctx)
     }
 
     fn view(&self) -> View {
@@ -236,20 +734,25 @@ impl Model for DpkgModel {
     }
 
     fn notes(&self) -> Vec<String> {
-        if self.real_packages {
-            vec!["real packages: the .debs hold no maintainer scripts or triggers: dpkg would run them chrooted into a root without /bin/sh until dash's postinst creates it, and real scripts never run on the host".into()]
-        } else {
-            Vec::new()
+        let mut notes: Vec<String> = self.commands.iter().map(|c| format!("ran: {c}")).collect();
+        if !notes.is_empty() {
+            notes.push("signatures not checked: an unsigned flat repository named [trusted=yes]; the hashes are (Release → Packages → each .deb, checked by apt as it copies it)".into());
+            notes.push("apt-get update ran in prepare (untimed): the lists a user has before installing; the point release's versions are in the same index".into());
         }
+        if self.real_packages {
+            notes.push("real packages: the .debs hold no maintainer scripts or triggers: dpkg would run them chrooted into a root without /bin/sh until dash's postinst creates it, and real scripts never run on the host".into());
+        }
+        notes
     }
 
     fn reset_caches(&mut self) -> Result<()> {
-        // dpkg keeps nothing in memory between runs.
+        // apt and dpkg keep nothing in memory between runs.
         Ok(())
     }
 
     fn teardown(&mut self) -> Result<()> {
         self.root = None;
+        self.prepared = None;
         Ok(())
     }
 }
@@ -274,5 +777,61 @@ mod tests {
         assert!(c.starts_with("Package: libfoo1\nVersion: 1:2.0-1\n"), "{c}");
         assert!(c.contains("\nDepends: libc6, zlib1g\n"), "{c}");
         assert!(c.contains("\nPre-Depends: dpkg\n"), "{c}");
+    }
+
+    #[test]
+    fn apt_and_dpkg_are_confined_to_the_target() {
+        let o = apt_options(Path::new("/t"), Durability::None, true);
+        let values: Vec<&str> = o.iter().skip(1).step_by(2).map(String::as_str).collect();
+        assert!(o.iter().step_by(2).all(|f| f == "-o"), "{o:?}");
+        for want in [
+            "Dir=/t/apt/",
+            "Dir::State::status=/t/admin/status",
+            "Dir::Etc::sourcelist=/t/apt/etc/sources.list",
+            "Dir::Etc::sourceparts=-",
+            "Dir::Log=/t/apt/log/",
+            "APT::Sandbox::User=root",
+            "DPkg::Options::=--root=/t/root",
+            "DPkg::Options::=--admindir=/t/admin",
+            "DPkg::Options::=--log=/t/apt/log/dpkg.log",
+            "DPkg::Options::=--force-script-chrootless",
+            "DPkg::Options::=--force-unsafe-io",
+        ] {
+            assert!(values.contains(&want), "{want} missing: {values:?}");
+        }
+        let full = apt_options(Path::new("/t"), Durability::Full, false);
+        assert!(!full
+            .iter()
+            .any(|v| v.contains("unsafe-io") || v.contains("chrootless")));
+    }
+
+    #[test]
+    fn the_status_file_tells_what_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("status");
+        fs::write(
+            &status,
+            "Package: a\nStatus: install ok installed\nVersion: 1\n\n\
+             Package: b\nStatus: install ok unpacked\nVersion: 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            installed_in(&status).unwrap(),
+            vec![("a".to_string(), "1".to_string())]
+        );
+        assert!(installed_in(&dir.path().join("none")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_acquire_phase_ends_at_the_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("m");
+        let start = UNIX_EPOCH + Duration::from_secs(100);
+        let total = Duration::from_secs(5);
+        assert_eq!(acquire_time(&marker, start, total), total);
+        fs::write(&marker, "102000000000\n").unwrap();
+        assert_eq!(acquire_time(&marker, start, total), Duration::from_secs(2));
+        fs::write(&marker, "900000000000\n").unwrap();
+        assert_eq!(acquire_time(&marker, start, total), total);
     }
 }

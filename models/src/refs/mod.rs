@@ -1,6 +1,6 @@
 //! Reference runs of the real tools a model stands for, on the same packages and through
 //! the same trait, so the harness can show how fast and faithful each model is:
-//! `ref-dpkg` (Debian's dpkg, for `hooks`) and `ref-nix` (`nix-store --restore`, for
+//! `ref-dpkg` (Debian's apt-get and dpkg, for `hooks`) and `ref-nix` (`nix-store --restore`, for
 //! `nar`). `ref-squashfuse` (for `fuse`) lives beside the fuse model
 //! (`crate::fuse::reference`).
 
