@@ -1,5 +1,6 @@
 //! The table printed at the end of a run: per model and workload the median wall time
-//! with its range, for install and upgrade the median time to a durable state (the
+//! with the distribution-free interval of the median and the level it reaches with the
+//! run's sample count (see `stats`), for install and upgrade the median time to a durable state (the
 //! model's time plus the flush of what it left dirty), and the phases. A workload timed
 //! without dropped caches where it should start cold is marked `warm`.
 
@@ -14,8 +15,8 @@ pub fn render_table(results: &RunResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<10} {:>11} {:>21} {:>11}  detail",
-        "model", "workload", "median ms", "min..max ms", "durable ms"
+        "{:<14} {:<10} {:>11} {:>28} {:>11}  detail",
+        "model", "workload", "median ms", "interval of median ms", "durable ms"
     );
     for model in &results.models {
         if model.status != Status::Ok {
@@ -51,11 +52,11 @@ pub fn render_table(results: &RunResults) -> String {
                 .map_or_else(|| "-".to_string(), |d| ms(d.median));
             let _ = writeln!(
                 out,
-                "{:<14} {:<10} {:>11} {:>21} {:>11}  {}",
+                "{:<14} {:<10} {:>11} {:>28} {:>11}  {}",
                 model.name,
                 workload,
                 ms(wall.median),
-                format!("{}..{}", ms(wall.min), ms(wall.max)),
+                interval(wall),
                 durable,
                 detail.join(", ")
             );
@@ -64,11 +65,40 @@ pub fn render_table(results: &RunResults) -> String {
     out
 }
 
+/// `low..high @level`; a single sample has no interval.
+fn interval(s: &crate::stats::Summary) -> String {
+    if s.ci_level <= 0.0 {
+        return "- (one sample)".into();
+    }
+    format!(
+        "{}..{} @{:.1}%",
+        ms(s.ci_low),
+        ms(s.ci_high),
+        s.ci_level * 100.0
+    )
+}
+
 fn status_word(s: Status) -> &'static str {
     match s {
         Status::Ok => "ok",
         Status::Skipped => "skipped",
         Status::Failed => "failed",
         Status::NotAvailable => "not available",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interval;
+    use crate::stats::Summary;
+
+    #[test]
+    fn the_interval_column_states_its_level_and_one_sample_has_none() {
+        let ten: Vec<f64> = (1..=10).map(|i| i as f64 * 1e6).collect();
+        // Ten samples: [x(2), x(9)] at 1 - 2 * 11/1024.
+        assert_eq!(interval(&Summary::of(&ten).unwrap()), "2.0..9.0 @97.9%");
+        let three = [3e6, 1e6, 2e6];
+        assert_eq!(interval(&Summary::of(&three).unwrap()), "1.0..3.0 @75.0%");
+        assert_eq!(interval(&Summary::of(&[5e6]).unwrap()), "- (one sample)");
     }
 }

@@ -1,10 +1,10 @@
 //! The `nar` model and its codec against the real thing: the encoder's bytes equal
 //! `nix-store --dump` (Debian's nix-bin, which scripts/setup installs) for every package
 //! of both embedded corpora and for a tree of odd entries; `nix-store --restore` and the
-//! decoder agree; `harness pack/unpack --format nar`; and the conformance suite on a
-//! subset of the qemu closure. None of this needs root.
+//! decoder agree; and the conformance suite on a subset of the qemu closure. None of
+//! this needs root. (`harness pack/unpack --format nar` is tested in the harness.)
 
-use harness::conformance::run_conformance;
+use models::conformance::run_conformance;
 use models::formats::nar::{dump_path, restore, RestoreOptions};
 use models::nar::NarModel;
 use std::fs;
@@ -122,62 +122,6 @@ fn dump_is_byte_identical_to_nix_store_on_odd_entries_and_restores_agree() {
     child.stdin.take().unwrap().write_all(&nar).unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(our_dump(&theirs), nar);
-}
-
-fn harness_bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_harness"))
-}
-
-#[test]
-fn harness_pack_and_unpack_nar() {
-    let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    odd_tree(&src);
-    let out = work.path().join("tree.nar");
-    let status = harness_bin()
-        .args(["pack", "--format", "nar"])
-        .arg(&src)
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(fs::read(&out).unwrap(), nix_store_dump(&src));
-
-    let dest = work.path().join("dest");
-    let status = harness_bin()
-        .args(["unpack", "--format", "nar"])
-        .arg(&out)
-        .arg(&dest)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(our_dump(&dest), fs::read(&out).unwrap());
-
-    // A hostile archive: an entry named "..". Refused, named, nothing written.
-    let mut bad = fs::read(&out).unwrap();
-    let name = b"\x03\0\0\0\0\0\0\0bin";
-    let at = bad.windows(name.len()).position(|w| w == name).unwrap();
-    bad[at] = 2;
-    bad[at + 8..at + 11].copy_from_slice(b"..\0");
-    let bad_file = work.path().join("bad.nar");
-    fs::write(&bad_file, &bad).unwrap();
-    let refused = work.path().join("refused");
-    let output = harness_bin()
-        .args(["unpack", "--format", "nar"])
-        .arg(&bad_file)
-        .arg(&refused)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "unpacking {}: entry \"/..\" at byte {at}: name may not be \"..\"",
-            bad_file.display()
-        )),
-        "{stderr}"
-    );
-    assert!(!refused.exists());
 }
 
 #[test]
