@@ -65,6 +65,55 @@ pub enum InstallBound {
     SequentialWrite,
 }
 
+/// What a phase of an install is, across models: so that one figure can put dpkg's
+/// serial hooks and triggers next to models that have none (the argument this project
+/// starts from), whatever each model calls its phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Getting the package's bytes and checking them (fetch, verify, acquire).
+    Fetch,
+    /// Writing package contents into place (unpack, restore, removing obsolete files).
+    Extract,
+    /// Maintainer scripts.
+    Hooks,
+    /// Triggers (ldconfig and the like), once per install.
+    Triggers,
+    /// Recording what is installed (dpkg's database, Nix's SQLite).
+    Record,
+    /// Making the new state visible: mounts, a union's layers, a profile's switch.
+    Activate,
+    /// A real tool's phase that does several stages at once and cannot be split from
+    /// outside (dpkg's run, `nix copy`).
+    Unsplit,
+}
+
+impl Stage {
+    /// Every stage, in the order an install goes through them.
+    pub const ALL: [Stage; 7] = [
+        Stage::Fetch,
+        Stage::Extract,
+        Stage::Hooks,
+        Stage::Triggers,
+        Stage::Record,
+        Stage::Activate,
+        Stage::Unsplit,
+    ];
+
+    /// The stage's name in tables and figures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Fetch => "fetch+verify",
+            Stage::Extract => "extract",
+            Stage::Hooks => "hooks",
+            Stage::Triggers => "triggers",
+            Stage::Record => "record",
+            Stage::Activate => "activate",
+            Stage::Unsplit => "unsplit",
+        }
+    }
+}
+
 /// What a sweep (`harness sweep`) draws for the model besides every model's curves.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SweepFigures {
@@ -82,6 +131,8 @@ pub struct ModelInfo {
     pub stands_for: &'static str,
     /// Every phase its install and upgrade report, in the order they happen.
     pub phases: &'static [&'static str],
+    /// The stage of each of its phases (every phase exactly once).
+    pub stages: &'static [(Stage, &'static [&'static str])],
     /// The models it is compared with (it is the `model` side of these pairs).
     pub compared_with: &'static [Pair],
     /// What it needs from the machine.
@@ -101,6 +152,7 @@ impl ModelInfo {
             name,
             stands_for,
             phases: &[],
+            stages: &[],
             compared_with: &[],
             needs: &[],
             install_bound: None,
@@ -138,6 +190,16 @@ pub fn catalog() -> Vec<ModelInfo> {
 /// The catalog's entry named `name`.
 pub fn find(name: &str) -> Option<ModelInfo> {
     catalog().into_iter().find(|m| m.name == name)
+}
+
+impl ModelInfo {
+    /// The stage of `phase` in this model's description.
+    pub fn stage_of(&self, phase: &str) -> Option<Stage> {
+        self.stages
+            .iter()
+            .find(|(_, phases)| phases.contains(&phase))
+            .map(|(stage, _)| *stage)
+    }
 }
 
 /// Every pair, as (model, pair), in catalog order.
@@ -270,6 +332,25 @@ mod tests {
             }
             for p in info.sweep.phases {
                 assert!(info.phases.contains(p), "{}: sweep phase {p}", info.name);
+            }
+            // Every phase has exactly one stage, and a stage names only phases.
+            for p in info.phases {
+                let n = info
+                    .stages
+                    .iter()
+                    .filter(|(_, phases)| phases.contains(p))
+                    .count();
+                assert_eq!(n, 1, "{}: phase {p} is in {n} stages", info.name);
+            }
+            for (stage, phases) in info.stages {
+                for p in *phases {
+                    assert!(
+                        info.phases.contains(p),
+                        "{}: stage {} names no phase {p}",
+                        info.name,
+                        stage.name()
+                    );
+                }
             }
         }
     }

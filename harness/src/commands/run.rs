@@ -278,18 +278,25 @@ fn measure_on(
     })?;
     results.finished_utc = Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string());
     write_outputs(&results, out_dir)?;
+    let json = out_dir.join("results.json");
+    // The stage table reads the results as written, as `plot` and `compare` do.
+    let measured = crate::results::read::load(&json);
+    let stages = match &measured {
+        Ok(m) => crate::results::stages::render_stages(&crate::results::stages::install_stages(m)),
+        Err(_) => String::new(),
+    };
     let table = format!(
-        "{}{}",
+        "{}{}{}",
         render_table(&results),
+        stages,
         crate::results::fidelity::render_fidelity(&results)
     );
     print!("{table}");
     fs::write(out_dir.join("summary.md"), format!("```\n{table}```\n"))
         .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
-    println!("results: {}", out_dir.join("results.json").display());
-    let json = out_dir.join("results.json");
+    println!("results: {}", json.display());
     let figures = out_dir.join("figures");
-    match crate::results::read::load(&json).and_then(|measured| {
+    match measured.and_then(|measured| {
         crate::plot::plot_all(
             &[crate::plot::Series {
                 label: crate::commands::plot::series_label(&json),

@@ -1,6 +1,7 @@
 //! Figures from results files, drawn with plotters as SVG and PNG, one module per figure
 //! kind (criterion's `Plotter` layout): grouped bars per workload with interval
-//! whiskers (`bars`), install phases as stacked bars (`phases`), and scaling curves
+//! whiskers (`bars`), install phases as stacked bars (`phases`), install time by
+//! stage (`stages`: extraction, hooks, triggers... in one colour each), and scaling curves
 //! of a sweep on log axes (`scaling`).
 //!
 //! Text is drawn with DejaVu Sans, shipped inside the binary and registered with plotters
@@ -11,6 +12,7 @@
 pub mod bars;
 pub mod phases;
 pub mod scaling;
+pub mod stages;
 
 use crate::results::read::{Key, Measured};
 use anyhow::{anyhow, Context, Result};
@@ -122,7 +124,7 @@ pub fn both_formats(
 }
 
 /// Every figure for `series` into `out`: one bar chart per workload, one phase chart
-/// per series. Returns the files written.
+/// and one stage chart per series. Returns the files written.
 pub fn plot_all(series: &[Series], out: &Path) -> Result<Vec<PathBuf>> {
     register_shipped_font()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -138,6 +140,7 @@ pub fn plot_all(series: &[Series], out: &Path) -> Result<Vec<PathBuf>> {
     }
     for (i, s) in series.iter().enumerate() {
         written.extend(phases::plot_phases(s, i, out)?);
+        written.extend(stages::plot_stages(s, i, out)?);
     }
     Ok(written)
 }

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// (model, [(phase, median ms)]).
-type Stacks = Vec<(String, Vec<(String, f64)>)>;
+pub type Stacks = Vec<(String, Vec<(String, f64)>)>;
 
 /// Pixels kept on the right for the legend.
 const LEGEND_WIDTH: u32 = 190;
@@ -78,26 +78,18 @@ pub fn plot_phases(series: &Series, index: usize, out: &Path) -> Result<Vec<Path
         format!("install-phases-{index}")
     });
     let title = format!("install phases ({})", series.label);
+    let legend = phase_legend(&data);
+    let y_desc = "install time (ms), median per phase";
     both_formats(
         &base,
-        |a| draw(a, &base, &title, &data),
-        |a| draw(a, &base, &title, &data),
+        |a| draw_stacks(a, &base, &title, y_desc, &data, &legend),
+        |a| draw_stacks(a, &base, &title, y_desc, &data, &legend),
     )
 }
 
-fn draw<DB: DrawingBackend>(
-    area: DrawingArea<DB, Shift>,
-    figure: &Path,
-    title: &str,
-    data: &Stacks,
-) -> Result<()> {
-    drawing(figure, area.fill(&WHITE))?;
-    let ymax = data
-        .iter()
-        .map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>())
-        .fold(0.0f64, f64::max)
-        * 1.1;
-    let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
+/// The legend of a phase figure: every phase that appears, in install order, each with
+/// its colour.
+fn phase_legend(data: &Stacks) -> Vec<(String, RGBColor)> {
     let mut phase_names: Vec<String> = Vec::new();
     for (_, phases) in data {
         for (p, _) in phases {
@@ -107,28 +99,44 @@ fn draw<DB: DrawingBackend>(
         }
     }
     phase_names.sort_by(|a, b| (phase_rank(a), a).cmp(&(phase_rank(b), b)));
+    phase_names
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, PHASE_COLOURS[i % PHASE_COLOURS.len()]))
+        .collect()
+}
+
+/// Stacked bars, one per model: each of its parts (named as in `legend`, stacked in the
+/// order the model lists them) in the legend's colour, the legend in a column on the right.
+pub fn draw_stacks<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    figure: &Path,
+    title: &str,
+    y_desc: &str,
+    data: &Stacks,
+    legend: &[(String, RGBColor)],
+) -> Result<()> {
+    drawing(figure, area.fill(&WHITE))?;
+    let ymax = data
+        .iter()
+        .map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>())
+        .fold(0.0f64, f64::max)
+        * 1.1;
+    let names: Vec<String> = data.iter().map(|(m, _)| m.clone()).collect();
     // The legend gets its own column on the right, so it never hides a stack.
     let (plot_area, legend_area) = area.split_horizontally(SIZE.0 - LEGEND_WIDTH);
-    let mut chart = model_chart(
-        &plot_area,
-        figure,
-        title,
-        &names,
-        ymax,
-        "install time (ms), median per phase",
-    )?;
-    for (p, phase) in phase_names.iter().enumerate() {
-        let colour = PHASE_COLOURS[p % PHASE_COLOURS.len()];
+    let mut chart = model_chart(&plot_area, figure, title, &names, ymax, y_desc)?;
+    for (p, (part, colour)) in legend.iter().enumerate() {
         let rects: Vec<Rectangle<(f64, f64)>> = data
             .iter()
             .enumerate()
-            .filter_map(|(g, (_, phases))| {
-                let below: f64 = phases
+            .filter_map(|(g, (_, parts))| {
+                let below: f64 = parts
                     .iter()
-                    .take_while(|(name, _)| name != phase)
+                    .take_while(|(name, _)| name != part)
                     .map(|x| x.1)
                     .sum();
-                let own = phases.iter().find(|(name, _)| name == phase)?.1;
+                let own = parts.iter().find(|(name, _)| name == part)?.1;
                 Some(Rectangle::new(
                     [(g as f64 + 0.2, below), (g as f64 + 0.8, below + own)],
                     colour.filled(),
@@ -144,7 +152,7 @@ fn draw<DB: DrawingBackend>(
         )?;
         drawing(
             figure,
-            legend_area.draw(&Text::new(phase.clone(), (40, y - 1), (FONT, 22))),
+            legend_area.draw(&Text::new(part.clone(), (40, y - 1), (FONT, 22))),
         )?;
     }
     drawing(figure, area.present())

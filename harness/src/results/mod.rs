@@ -9,6 +9,7 @@ pub mod github_benchmark;
 pub mod json;
 pub mod latex;
 pub mod read;
+pub mod stages;
 pub mod table;
 
 use crate::host::HostFacts;

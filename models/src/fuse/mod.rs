@@ -161,6 +161,10 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "fuse",
     stands_for: "distri: one SquashFS image per package, served as one union tree by a FUSE daemon",
     phases: &["fetch", "verify", "mount", "notify"],
+    stages: &[
+        (crate::catalog::Stage::Fetch, &["fetch", "verify"]),
+        (crate::catalog::Stage::Activate, &["mount", "notify"]),
+    ],
     // What FUSE costs at read time: squashfuse's C reader, and the kernel's squashfs on
     // the same images.
     compared_with: &[

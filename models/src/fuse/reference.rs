@@ -63,6 +63,10 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "ref-squashfuse",
     stands_for: "reference: the fuse model's images served by squashfuse_ll (one FUSE mount per package) under OverlayFS",
     phases: &["fetch", "verify", "squashfuse", "overlay", "release"],
+    stages: &[
+        (crate::catalog::Stage::Fetch, &["fetch", "verify"]),
+        (crate::catalog::Stage::Activate, &["squashfuse", "overlay", "release"]),
+    ],
     compared_with: &[],
     needs: &[
         crate::needs::ROOT,

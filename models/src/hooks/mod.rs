@@ -120,6 +120,13 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "hooks",
     stands_for: "dpkg/apt (and rpm): one root, maintainer scripts and triggers, one package at a time, fsync before rename",
     phases: &["fetch", "verify", "hooks", "unpack", "remove", "database", "triggers"],
+    stages: &[
+        (crate::catalog::Stage::Fetch, &["fetch", "verify"]),
+        (crate::catalog::Stage::Extract, &["unpack", "remove"]),
+        (crate::catalog::Stage::Hooks, &["hooks"]),
+        (crate::catalog::Stage::Triggers, &["triggers"]),
+        (crate::catalog::Stage::Record, &["database"]),
+    ],
     compared_with: &[crate::catalog::Pair {
         reference: "ref-dpkg",
         kind: crate::catalog::PairKind::Fidelity,

@@ -138,6 +138,12 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "nar",
     stands_for: "Nix substitution: NAR archives restored into a store in parallel, SQLite registration, a profile of symlinks",
     phases: &["fetch", "restore", "verify", "register", "profile", "switch"],
+    stages: &[
+        (crate::catalog::Stage::Fetch, &["fetch", "verify"]),
+        (crate::catalog::Stage::Extract, &["restore"]),
+        (crate::catalog::Stage::Record, &["register"]),
+        (crate::catalog::Stage::Activate, &["profile", "switch"]),
+    ],
     compared_with: &[crate::catalog::Pair {
         reference: "ref-nix",
         kind: crate::catalog::PairKind::Fidelity,

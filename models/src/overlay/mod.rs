@@ -173,6 +173,13 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "overlay",
     stands_for: "the same images loop-mounted by the kernel and combined with OverlayFS",
     phases: &["fetch", "verify", "loop", "squashfs", "overlay", "release"],
+    stages: &[
+        (crate::catalog::Stage::Fetch, &["fetch", "verify"]),
+        (
+            crate::catalog::Stage::Activate,
+            &["loop", "squashfs", "overlay", "release"],
+        ),
+    ],
     compared_with: &[],
     needs: &[
         crate::needs::ROOT,

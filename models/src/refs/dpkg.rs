@@ -586,6 +586,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "ref-dpkg",
     stands_for: "reference: the real apt-get fetching, verifying and installing (with dpkg) .debs of the same trees from a local repository, for hooks",
     phases: &["acquire", "dpkg"],
+    stages: &[(crate::catalog::Stage::Fetch, &["acquire"]), (crate::catalog::Stage::Unsplit, &["dpkg"])],
     compared_with: &[],
     needs: &[
         crate::needs::ROOT,

@@ -330,6 +330,10 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     name: "ref-nix",
     stands_for: "reference: the real nix copy from the nar model's binary cache into a store below the target, then the same profile, for nar",
     phases: &["substitute", "profile", "switch"],
+    stages: &[
+        (crate::catalog::Stage::Unsplit, &["substitute"]),
+        (crate::catalog::Stage::Activate, &["profile", "switch"]),
+    ],
     compared_with: &[],
     needs: &[crate::needs::Need::Program("nix")],
     install_bound: Some(crate::catalog::InstallBound::CreatesSyncedOnlyWhenFull),
