@@ -1,5 +1,5 @@
 //! `harness plot` writes readable figures: SVG and PNG for every workload and the
-//! install phases, with units on the axes, from a results file.
+//! install phases and the install by stage, with units on the axes, from a results file.
 
 use harness::mock::results_with;
 use harness::results::json::write_json;
@@ -37,7 +37,7 @@ fn plot_writes_svg_and_png_with_units_on_the_axes() {
         .status()
         .unwrap();
     assert!(status.success());
-    for name in ["install", "cold-read", "install-phases"] {
+    for name in ["install", "cold-read", "install-phases", "install-stages"] {
         let png = std::fs::read(out.join(format!("{name}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG\r\n\x1a\n"),
@@ -50,6 +50,11 @@ fn plot_writes_svg_and_png_with_units_on_the_axes() {
             svg.contains("hooks") && svg.contains("overlay"),
             "{name}.svg lacks a model"
         );
+    }
+    // hooks's phases by the stages its description gives them.
+    let stages = std::fs::read_to_string(out.join("install-stages.svg")).unwrap();
+    for stage in ["fetch+verify", "extract", "other"] {
+        assert!(stages.contains(stage), "install-stages.svg lacks {stage}");
     }
     // Unusable input is refused with exit 2, as compare does.
     let status = Command::new(env!("CARGO_BIN_EXE_harness"))
