@@ -102,6 +102,14 @@ pub struct RunArgs {
     /// none (no fsync of package contents), native (what the real system does), full.
     #[arg(long, default_value = "native")]
     pub durability: String,
+    /// The table printed at the end: matrix (a row per model, a column per workload, and
+    /// ratios to the baseline model) or long (a row per model and workload, with phases).
+    /// summary.md holds both.
+    #[arg(long, default_value = "matrix", value_parser = ["matrix", "long"])]
+    pub table: String,
+    /// The model the matrix's ratios divide by (default: the first model that ran).
+    #[arg(long)]
+    pub baseline: Option<String>,
     /// Parallel jobs for models that install in parallel (Nix's max-substitution-jobs).
     #[arg(long, default_value_t = 16)]
     pub jobs: usize,

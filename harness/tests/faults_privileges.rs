@@ -80,7 +80,8 @@ fn check_skips(work: &Path, models: &str, as_nobody: bool, want: &[(&str, &[&str
     let doctor = harness(&["doctor", "--work-dir", w], work, as_nobody);
     let doctor = String::from_utf8_lossy(&doctor.stdout);
     for (model, reasons) in want {
-        // The table on stdout gives a skipped model one line: name, "-", the reason.
+        // The table on stdout gives a skipped model one line: its name, then "skipped:"
+        // and the reason.
         let line = stdout
             .lines()
             .find(|l| l.starts_with(model) && l.contains(" skipped: "))

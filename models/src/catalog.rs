@@ -135,6 +135,9 @@ pub struct ModelInfo {
     pub stages: &'static [(Stage, &'static [&'static str])],
     /// The models it is compared with (it is the `model` side of these pairs).
     pub compared_with: &'static [Pair],
+    /// A reference run (a real tool, or another design measured for comparison): the
+    /// model it stands beside in tables and figures. `None` for a model.
+    pub reference_for: Option<&'static str>,
     /// What it needs from the machine.
     pub needs: &'static [Need],
     /// What bounds its install, for the calibration's fractions; None: nothing known.
@@ -154,6 +157,7 @@ impl ModelInfo {
             phases: &[],
             stages: &[],
             compared_with: &[],
+            reference_for: None,
             needs: &[],
             install_bound: None,
             sweep: SweepFigures {
@@ -332,6 +336,25 @@ mod tests {
             }
             for p in info.sweep.phases {
                 assert!(info.phases.contains(p), "{}: sweep phase {p}", info.name);
+            }
+            // A reference stands beside a model that is not itself a reference, and is
+            // that model's reference in one of its pairs.
+            if let Some(model) = info.reference_for {
+                let beside = find(model)
+                    .unwrap_or_else(|| panic!("{}: stands beside no model {model}", info.name));
+                assert!(
+                    beside.reference_for.is_none(),
+                    "{}: beside a reference",
+                    info.name
+                );
+                assert!(
+                    beside
+                        .compared_with
+                        .iter()
+                        .any(|p| p.reference == info.name),
+                    "{}: {model} is not compared with it",
+                    info.name
+                );
             }
             // Every phase has exactly one stage, and a stage names only phases.
             for p in info.phases {

@@ -16,6 +16,7 @@ use crate::results::bmf::to_bmf;
 use crate::results::csv::write_csv;
 use crate::results::github_benchmark::to_github_benchmark;
 use crate::results::json::{write_json, write_value};
+use crate::results::matrix::render_matrix;
 use crate::results::table::render_table;
 use crate::results::{CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts};
 use crate::runner::{Event, ModelRun, Plan, ReadSet, Setup, UpgradeSet, Workload};
@@ -46,6 +47,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let real_corpus = corpus::is_real(&args.corpus);
     let workloads = Workload::parse_list(&args.workload, real_corpus)?;
     let selected = select_models(&args.model)?;
+    if let Some(baseline) = &args.baseline {
+        if !selected.contains(baseline) {
+            bail!(
+                "--baseline {baseline}: not among the models to run ({})",
+                selected.join(", ")
+            );
+        }
+    }
     let durability = Durability::parse(&args.durability)?;
     if args.runs == 0 {
         bail!("--runs must be at least 1");
@@ -285,15 +294,27 @@ fn measure_on(
         Ok(m) => crate::results::stages::render_stages(&crate::results::stages::install_stages(m)),
         Err(_) => String::new(),
     };
-    let table = format!(
-        "{}{}{}",
-        render_table(&results),
-        stages,
+    let matrix = render_matrix(&results, session.args.baseline.as_deref()).unwrap_or_else(|e| {
+        // The baseline was selected but did not run: ratios to the first model instead.
+        eprintln!("harness: {e}; ratios are to the first model that ran");
+        render_matrix(&results, None).unwrap_or_default()
+    });
+    let long = render_table(&results);
+    let rest = format!(
+        "{stages}{}",
         crate::results::fidelity::render_fidelity(&results)
     );
-    print!("{table}");
-    fs::write(out_dir.join("summary.md"), format!("```\n{table}```\n"))
-        .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
+    let shown = if session.args.table == "long" {
+        &long
+    } else {
+        &matrix
+    };
+    print!("{shown}{rest}");
+    fs::write(
+        out_dir.join("summary.md"),
+        format!("```\n{matrix}\n{long}{rest}```\n"),
+    )
+    .with_context(|| format!("writing {}", out_dir.join("summary.md").display()))?;
     println!("results: {}", json.display());
     let figures = out_dir.join("figures");
     match measured.and_then(|measured| {

@@ -8,6 +8,7 @@ pub mod fidelity;
 pub mod github_benchmark;
 pub mod json;
 pub mod latex;
+pub mod matrix;
 pub mod read;
 pub mod stages;
 pub mod table;

@@ -179,6 +179,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
             phases: &[],
         },
     ],
+    reference_for: None,
     needs: &[crate::needs::ROOT, crate::needs::FUSE_DEVICE],
     install_bound: Some(crate::catalog::InstallBound::SequentialWrite),
     sweep: crate::catalog::SweepFigures {

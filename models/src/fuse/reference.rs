@@ -68,6 +68,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         (crate::catalog::Stage::Activate, &["squashfuse", "overlay", "release"]),
     ],
     compared_with: &[],
+    reference_for: Some("fuse"),
     needs: &[
         crate::needs::ROOT,
         crate::needs::FUSE_DEVICE,

@@ -142,6 +142,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         ],
     }],
     // `ldconfig -r` chroots into the root.
+    reference_for: None,
     needs: &[
         crate::needs::ROOT,
         crate::needs::Need::Program("ldconfig"),

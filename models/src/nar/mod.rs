@@ -159,6 +159,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         ],
     }],
     // A store below a target needs no privilege; only cold caches do (the harness).
+    reference_for: None,
     needs: &[],
     install_bound: Some(crate::catalog::InstallBound::CreatesSyncedOnlyWhenFull),
     sweep: crate::catalog::SweepFigures {

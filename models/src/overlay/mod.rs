@@ -181,6 +181,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         ),
     ],
     compared_with: &[],
+    reference_for: None,
     needs: &[
         crate::needs::ROOT,
         crate::needs::LOOP_DEVICES,

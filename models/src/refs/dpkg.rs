@@ -588,6 +588,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     phases: &["acquire", "dpkg"],
     stages: &[(crate::catalog::Stage::Fetch, &["acquire"]), (crate::catalog::Stage::Unsplit, &["dpkg"])],
     compared_with: &[],
+    reference_for: Some("hooks"),
     needs: &[
         crate::needs::ROOT,
         crate::needs::Need::Program("dpkg"),

@@ -335,6 +335,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         (crate::catalog::Stage::Activate, &["profile", "switch"]),
     ],
     compared_with: &[],
+    reference_for: Some("nar"),
     needs: &[crate::needs::Need::Program("nix")],
     install_bound: Some(crate::catalog::InstallBound::CreatesSyncedOnlyWhenFull),
     sweep: crate::catalog::SweepFigures {
