@@ -50,6 +50,9 @@ pub enum Command {
         /// Directory for the figures.
         #[arg(long)]
         out: PathBuf,
+        /// The model the normalised figure divides by (default: the first model shown).
+        #[arg(long)]
+        baseline: Option<String>,
     },
     /// Pack a directory tree into an archive.
     Pack {

@@ -39,7 +39,11 @@ fn main() -> ExitCode {
             report_only,
             allow_config_change,
         ),
-        Command::Plot { results, out } => commands::plot::plot(&results, &out),
+        Command::Plot {
+            results,
+            out,
+            baseline,
+        } => commands::plot::plot(&results, baseline.as_deref(), &out),
         Command::Pack {
             format,
             src_dir,

@@ -56,6 +56,12 @@ fn plot_writes_svg_and_png_with_units_on_the_axes() {
     for stage in ["fetch+verify", "extract", "other"] {
         assert!(stages.contains(stage), "install-stages.svg lacks {stage}");
     }
+    // Every workload normalised to the first model shown (hooks): overlay's install is
+    // half of hooks's, drawn on a log axis with its ticks.
+    let normalised = std::fs::read_to_string(out.join("normalised.svg")).unwrap();
+    for text in ["median / hooks", "overlay", "install", "cold-read", "1/2"] {
+        assert!(normalised.contains(text), "normalised.svg lacks {text}");
+    }
     // Unusable input is refused with exit 2, as compare does.
     let status = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["plot", "/nonexistent/results.json", "--out"])

@@ -14,7 +14,7 @@ pub fn series_label(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-pub fn plot(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+pub fn plot(inputs: &[PathBuf], baseline: Option<&str>, out: &Path) -> Result<ExitCode> {
     let mut series = Vec::new();
     for input in inputs {
         match load(input) {
@@ -29,7 +29,7 @@ pub fn plot(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
             Err(e) => return Err(e),
         }
     }
-    let written = plot_all(&series, out)?;
+    let written = plot_all(&series, baseline, out)?;
     for f in &written {
         println!("{}", f.display());
     }

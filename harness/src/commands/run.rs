@@ -198,7 +198,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     // One figure per workload with a bar per filesystem: models x workloads x fs.
     let figures = out_dir.join("figures");
-    match crate::plot::plot_all(&series, &figures) {
+    match crate::plot::plot_all(&series, args.baseline.as_deref(), &figures) {
         Ok(files) => println!(
             "figures across filesystems: {} ({} files)",
             figures.display(),
@@ -323,6 +323,7 @@ fn measure_on(
                 label: crate::commands::plot::series_label(&json),
                 measured,
             }],
+            session.args.baseline.as_deref(),
             &figures,
         )
     }) {

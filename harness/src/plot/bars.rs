@@ -3,7 +3,9 @@
 //! title); for install and
 //! upgrade a second figure of the time to a durable state (`durable_wall_ns`).
 
-use super::{both_formats, drawing, model_chart, Series, FONT, PALETTE};
+use super::{
+    both_formats, drawing, family_colour, is_reference, lighter, model_chart, Series, FONT, PALETTE,
+};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -21,27 +23,21 @@ pub const METRICS: [(&str, &str, &str); 2] = [
 ];
 
 fn groups(series: &[Series], workload: &str, metric: &str) -> Groups {
-    let mut models: Vec<&str> = series
+    let models: Vec<&str> = series
         .iter()
         .flat_map(|s| s.measured.keys())
         .filter(|k| k.1 == workload && k.2 == metric)
         .map(|k| k.0.as_str())
         .collect();
-    models.dedup();
-    let mut seen = Vec::new();
-    models.retain(|m| {
-        let new = !seen.contains(m);
-        seen.push(*m);
-        new
-    });
+    let models = super::display_order(models.into_iter().map(str::to_string).collect());
     models
-        .into_iter()
+        .iter()
         .map(|model| {
             let bars = series
                 .iter()
                 .map(|s| {
                     s.measured
-                        .get(&(model.to_string(), workload.to_string(), metric.to_string()))
+                        .get(&(model.clone(), workload.to_string(), metric.to_string()))
                         .map(|m| (m.median / 1e6, m.low / 1e6, m.high / 1e6))
                 })
                 .collect();
@@ -66,7 +62,7 @@ pub fn plot_workload(series: &[Series], workload: &str, out: &Path) -> Result<Ve
             .filter(|(k, _)| k.1 == workload && k.2 == metric)
             .map(|(_, m)| m.level)
             .fold(1.0f64, f64::min);
-        let title = format!("{workload}: median {what}, {:.0}% interval", level * 100.0);
+        let title = format!("{workload}: median {what}, {:.1}% interval", level * 100.0);
         let axis = format!("{what} (ms)");
         written.extend(both_formats(
             &base,
@@ -102,7 +98,15 @@ fn draw<DB: DrawingBackend>(
             };
             let x0 = g as f64 + 0.1 + s as f64 * width;
             let x1 = x0 + width * 0.9;
-            let colour = PALETTE[s % PALETTE.len()];
+            // One file: a colour per model, its reference lighter. Several: a colour per
+            // file, references lighter.
+            let colour = if per_group == 1 {
+                family_colour(&names, &data[g].0)
+            } else if is_reference(&data[g].0) {
+                lighter(PALETTE[s % PALETTE.len()])
+            } else {
+                PALETTE[s % PALETTE.len()]
+            };
             drawing(
                 figure,
                 chart.draw_series(std::iter::once(Rectangle::new(
@@ -125,12 +129,16 @@ fn draw<DB: DrawingBackend>(
             ];
             let anno = chart.draw_series(series);
             let anno = drawing(figure, anno)?;
-            if g == 0 {
+            if g == 0 && per_group > 1 {
                 anno.label(labels[s].clone()).legend(move |(x, y)| {
                     Rectangle::new([(x, y - 8), (x + 16, y + 8)], colour.filled())
                 });
             }
         }
+    }
+    if data.iter().any(|(m, _)| is_reference(m)) {
+        let note = "lighter bars: reference runs, beside the model they stand for";
+        drawing(figure, area.draw(&Text::new(note, (150, 62), (FONT, 22))))?;
     }
     if labels.len() > 1 {
         drawing(

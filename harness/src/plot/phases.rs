@@ -13,27 +13,6 @@ pub type Stacks = Vec<(String, Vec<(String, f64)>)>;
 /// Pixels kept on the right for the legend.
 const LEGEND_WIDTH: u32 = 190;
 
-/// Sixteen distinguishable colours (Tableau 20's saturated and light halves), one per
-/// phase name in a figure (a figure shows at most sixteen phases before colours repeat).
-const PHASE_COLOURS: [RGBColor; 16] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(174, 199, 232),
-    RGBColor(255, 187, 120),
-    RGBColor(152, 223, 138),
-    RGBColor(255, 152, 150),
-    RGBColor(197, 176, 213),
-    RGBColor(219, 219, 141),
-];
-
 /// A phase's place in the order the models describe (`models::catalog::phase_order`),
 /// so stacks read bottom-up in time; a phase no model describes goes on top, by name.
 fn phase_rank(phase: &str) -> usize {
@@ -61,8 +40,10 @@ fn stacks(series: &Series) -> Stacks {
             None => out.push((model.clone(), vec![(phase.to_string(), m.median / 1e6)])),
         }
     }
+    let order = super::display_order(out.iter().map(|(m, _)| m.clone()).collect());
+    out.sort_by_key(|(m, _)| order.iter().position(|o| o == m));
     for (_, phases) in &mut out {
-        phases.sort_by(|a, b| (phase_rank(&a.0), &a.0).cmp(&(phase_rank(&b.0), &b.0)));
+        phases.sort_by_key(|(p, _)| placement(p));
     }
     out
 }
@@ -87,8 +68,40 @@ pub fn plot_phases(series: &Series, index: usize, out: &Path) -> Result<Vec<Path
     )
 }
 
-/// The legend of a phase figure: every phase that appears, in install order, each with
-/// its colour.
+/// Where a phase goes in stacks and legends: by stage (as the stage figure orders them),
+/// then in install order; a phase no model describes last.
+fn placement(phase: &str) -> (usize, usize, String) {
+    let stage = stage_of(phase).map_or(usize::MAX, |st| {
+        models::catalog::Stage::ALL
+            .iter()
+            .position(|s| *s == st)
+            .unwrap_or(usize::MAX)
+    });
+    (stage, phase_rank(phase), phase.to_string())
+}
+
+/// The stage of `phase` in the first model that has it (models agree on a shared name).
+fn stage_of(phase: &str) -> Option<models::catalog::Stage> {
+    models::catalog::catalog()
+        .iter()
+        .find_map(|m| m.stage_of(phase))
+}
+
+/// `colour` mixed with white by `step` of `steps` (0: itself, the last: three quarters
+/// white): the phases of one stage in shades of the stage's colour.
+fn shade(colour: RGBColor, step: usize, steps: usize) -> RGBColor {
+    let f = if steps <= 1 {
+        0.0
+    } else {
+        0.75 * step as f64 / (steps - 1) as f64
+    };
+    let mix = |c: u8| (c as f64 + (255.0 - c as f64) * f).round() as u8;
+    RGBColor(mix(colour.0), mix(colour.1), mix(colour.2))
+}
+
+/// The legend of a phase figure: every phase that appears, in install order, each in a
+/// shade of its stage's colour (`stages`), so a figure has at most as many hues as there
+/// are stages, in the same order in every figure. A phase no model describes is grey.
 fn phase_legend(data: &Stacks) -> Vec<(String, RGBColor)> {
     let mut phase_names: Vec<String> = Vec::new();
     for (_, phases) in data {
@@ -98,11 +111,19 @@ fn phase_legend(data: &Stacks) -> Vec<(String, RGBColor)> {
             }
         }
     }
-    phase_names.sort_by(|a, b| (phase_rank(a), a).cmp(&(phase_rank(b), b)));
+    phase_names.sort_by_key(|p| placement(p));
+    let stages: Vec<Option<models::catalog::Stage>> =
+        phase_names.iter().map(|p| stage_of(p)).collect();
     phase_names
         .into_iter()
         .enumerate()
-        .map(|(i, p)| (p, PHASE_COLOURS[i % PHASE_COLOURS.len()]))
+        .map(|(i, p)| {
+            let stage = stages[i];
+            let step = stages[..i].iter().filter(|s| **s == stage).count();
+            let steps = stages.iter().filter(|s| **s == stage).count();
+            let base = stage.map_or(RGBColor(150, 150, 150), super::stages::colour);
+            (p, shade(base, step, steps))
+        })
         .collect()
 }
 

@@ -10,8 +10,8 @@ use models::catalog::Stage;
 use plotters::style::RGBColor;
 use std::path::{Path, PathBuf};
 
-/// A stage's colour: the same in every figure.
-fn colour(stage: Stage) -> RGBColor {
+/// A stage's colour: the same in every figure (the phase figure shades it per phase).
+pub fn colour(stage: Stage) -> RGBColor {
     let i = Stage::ALL.iter().position(|s| *s == stage).unwrap_or(0);
     PALETTE[i % PALETTE.len()]
 }
@@ -20,7 +20,9 @@ fn colour(stage: Stage) -> RGBColor {
 const OTHER: RGBColor = RGBColor(200, 200, 200);
 
 pub fn plot_stages(series: &Series, index: usize, out: &Path) -> Result<Vec<PathBuf>> {
-    let splits = install_stages(&series.measured);
+    let mut splits = install_stages(&series.measured);
+    let order = super::display_order(splits.iter().map(|s| s.model.clone()).collect());
+    splits.sort_by_key(|s| order.iter().position(|o| *o == s.model));
     if splits.iter().all(|s| s.stages.is_empty()) {
         return Ok(Vec::new());
     }
