@@ -54,6 +54,21 @@ pub enum Command {
         #[arg(long)]
         baseline: Option<String>,
     },
+    /// One self-contained report.html (tables, figures inline, warnings) of one or more
+    /// runs, and their figures.
+    Report {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Directory for report.html and figures/.
+        #[arg(long)]
+        out: PathBuf,
+        /// The model the matrix's ratios and the normalised figure divide by.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// A results file to compare the last one with (compare's verdicts in the page).
+        #[arg(long)]
+        compare: Option<PathBuf>,
+    },
     /// Pack a directory tree into an archive.
     Pack {
         /// Archive format (tar).

@@ -15,6 +15,7 @@ pub mod mock;
 pub mod namespace;
 pub mod plot;
 pub mod progress;
+pub mod report;
 pub mod requirements;
 pub mod resources;
 pub mod results;

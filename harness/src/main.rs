@@ -39,6 +39,12 @@ fn main() -> ExitCode {
             report_only,
             allow_config_change,
         ),
+        Command::Report {
+            results,
+            out,
+            baseline,
+            compare,
+        } => commands::report::report(&results, baseline.as_deref(), compare.as_deref(), &out),
         Command::Plot {
             results,
             out,

@@ -1,6 +1,7 @@
 //! `harness run` end to end, as a user types it, on a small subset of the default corpus:
 //! exit 0, results.json with samples of every workload for `hooks` whose view digest equals
-//! the corpus digest, the models not built listed as not available, and results.csv.
+//! the corpus digest, the models not built listed as not available, results.csv, and
+//! beside them summary.md (the matrix, with ratios to hooks) and report.html.
 //! Needs root (cold caches, `ldconfig -r`).
 
 use harness::testing::require_root;
@@ -72,5 +73,17 @@ fn root_run_writes_results_for_hooks_into_out_dir() {
         csv.lines()
             .any(|l| l.starts_with("hooks,many-file,wall_ns,1,")),
         "{csv}"
+    );
+    let summary = std::fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("ratio to hooks"), "{summary}");
+    assert!(summary.contains("install by stage"), "{summary}");
+    let report = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(
+        report.contains("data-model=\"hooks\""),
+        "no hooks row in report.html"
+    );
+    assert!(
+        report.contains("data-figure=\"install\""),
+        "no install figure in report.html"
     );
 }

@@ -5,5 +5,6 @@ pub mod compare;
 pub mod doctor;
 pub mod list;
 pub mod plot;
+pub mod report;
 pub mod run;
 pub mod sweep;

@@ -331,7 +331,41 @@ fn measure_on(
         // Figures are a view of the results, which are written: say so and go on.
         Err(e) => eprintln!("harness: drawing figures failed: {e:#}"),
     }
+    match write_report(
+        &results,
+        &json,
+        session.args.baseline.as_deref(),
+        &figures,
+        out_dir,
+    ) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("harness: writing report.html failed: {e:#}"),
+    }
     Ok(results.models.iter().any(|m| m.status == Status::Failed))
+}
+
+/// `report.html` beside `results.json`, with the figures just drawn.
+fn write_report(
+    results: &crate::results::RunResults,
+    json: &Path,
+    baseline: Option<&str>,
+    figures: &Path,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let value = serde_json::to_value(results).context("results as JSON")?;
+    let label = crate::commands::plot::series_label(json);
+    let page = crate::report::Page {
+        title: format!("pkgbench run {label}"),
+        sections: vec![crate::report::Section {
+            results: &value,
+            label,
+            baseline,
+        }],
+        texts: Vec::new(),
+        figures: crate::report::svg_figures(figures),
+        compare: None,
+    };
+    crate::report::write(&page, out_dir)
 }
 
 /// What every model of one run is measured on: the corpus, its packages as models

@@ -30,6 +30,7 @@ use crate::sweep::{
 use anyhow::{bail, Context, Result};
 use models::{catalog, Durability, ModelOptions, RunCtx};
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 use workloads::corpus::{synthetic, GENERATOR_VERSION};
@@ -227,6 +228,15 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
         // Figures are a view of the results, which are written: say so and go on.
         Err(e) => eprintln!("harness: drawing figures failed: {e:#}"),
     }
+    match sweep_report(
+        &sweep.corpora,
+        &render_sweep_table(&sweep.rows),
+        &figures,
+        &out_dir,
+    ) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => eprintln!("harness: writing report.html failed: {e:#}"),
+    }
     let failed = sweep.rows.iter().any(|r| r.status == "failed")
         || sweep
             .rows
@@ -237,6 +247,39 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The sweep's `report.html`: its table, every package count's results, its figures.
+fn sweep_report(
+    corpora: &[SweepCorpus],
+    table: &str,
+    figures: &Path,
+    out_dir: &Path,
+) -> Result<PathBuf> {
+    let mut values = Vec::new();
+    for c in corpora {
+        let path = out_dir.join(&c.results);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        values.push((format!("{} packages", c.packages), value));
+    }
+    let page = crate::report::Page {
+        title: "pkgbench sweep".into(),
+        sections: values
+            .iter()
+            .map(|(label, results)| crate::report::Section {
+                results,
+                label: label.clone(),
+                baseline: None,
+            })
+            .collect(),
+        texts: vec![("Sweep".into(), table.to_string())],
+        figures: crate::report::svg_figures(figures),
+        compare: None,
+    };
+    crate::report::write(&page, out_dir)
 }
 
 /// The lookups of the layered model `info` on a fresh install of the bench's corpus (its

@@ -6,8 +6,8 @@
 //! in the order of the models they stand beside. The long table (`table`) stays
 //! available with `--table long` and in `summary.md`.
 
-use super::{ModelResult, RunResults, Status};
-use crate::stats::Summary;
+use super::RunResults;
+use serde_json::Value;
 use std::fmt::Write as _;
 
 /// The columns, in the order of a model's lifecycle: (heading, workload, metric).
@@ -25,210 +25,281 @@ pub const COLUMNS: [(&str, &str, &str); 7] = [
 const NAME: usize = 15;
 const CELL: usize = 15;
 
-fn summary<'a>(model: &'a ModelResult, workload: &str, metric: &str) -> Option<&'a Summary> {
-    let w = model.workloads.get(workload)?;
-    if w.reason.is_some() {
-        return None;
-    }
-    w.metrics.get(metric)
+/// One cell: what a model measured for a column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// The model does not have this workload.
+    Missing,
+    /// The model refused the workload (the reason is in results.json).
+    Refused,
+    Value {
+        median: f64,
+        low: f64,
+        high: f64,
+        level: f64,
+        /// Timed warm where it should start cold.
+        warm: bool,
+    },
 }
 
-/// Models first (in run order), then references under them in the order of the models
-/// they stand beside.
-fn ordered(results: &RunResults) -> (Vec<&ModelResult>, Vec<&ModelResult>) {
-    let reference_for =
-        |m: &ModelResult| models::catalog::find(&m.name).and_then(|info| info.reference_for);
-    let models: Vec<&ModelResult> = results
-        .models
-        .iter()
-        .filter(|m| reference_for(m).is_none())
-        .collect();
-    let mut references: Vec<&ModelResult> = results
-        .models
-        .iter()
-        .filter(|m| reference_for(m).is_some())
-        .collect();
-    let rank = |m: &ModelResult| {
-        let beside = reference_for(m).unwrap_or("");
-        models
-            .iter()
-            .position(|x| x.name == beside)
-            .unwrap_or(usize::MAX)
-    };
-    references.sort_by_key(|m| rank(m));
-    (models, references)
-}
-
-/// The columns some model measured.
-fn columns(results: &RunResults) -> Vec<(&'static str, &'static str, &'static str)> {
-    COLUMNS
-        .into_iter()
-        .filter(|(_, w, metric)| {
-            results
-                .models
-                .iter()
-                .any(|m| summary(m, w, metric).is_some())
-        })
-        .collect()
-}
-
-fn header(out: &mut String, first: &str, columns: &[(&str, &str, &str)]) {
-    let _ = write!(out, "{first:<NAME$}");
-    for (heading, _, _) in columns {
-        let _ = write!(out, " {heading:>CELL$}");
-    }
-    out.push('\n');
-}
-
-/// One row: the model's name and a cell per column, or why it has no numbers.
-fn row(
-    out: &mut String,
-    model: &ModelResult,
-    columns: &[(&str, &str, &str)],
-    cell: &dyn Fn(&ModelResult, &str, &str, &str) -> String,
-) {
-    if model.status != Status::Ok {
-        let word = match model.status {
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-            Status::NotAvailable => "not available",
-            Status::Ok => "ok",
-        };
-        let _ = writeln!(
-            out,
-            "{:<NAME$} {word}: {}",
-            model.name,
-            model.reason.as_deref().unwrap_or("")
-        );
-        return;
-    }
-    let _ = write!(out, "{:<NAME$}", model.name);
-    for (_, workload, metric) in columns {
-        let _ = write!(out, " {:>CELL$}", cell(model, workload, metric, ""));
-    }
-    out.push('\n');
-}
-
-/// `767.3 ±9%`: the median in ms and half the interval's width relative to it; `*`
-/// marks a sample timed warm where it should start cold; `refused` a workload the model
-/// refused; `-` one it does not have.
-fn median_cell(model: &ModelResult, workload: &str, metric: &str, _: &str) -> String {
-    let Some(w) = model.workloads.get(workload) else {
-        return "-".into();
-    };
-    if w.reason.is_some() {
-        return "refused".into();
-    }
-    let Some(s) = w.metrics.get(metric) else {
-        return "-".into();
-    };
-    let warm = if w.caches_dropped == Some(false) && workload != "warm-read" {
-        "*"
-    } else {
-        ""
-    };
-    let ms = s.median / 1e6;
-    let value = if ms >= 100.0 {
-        format!("{ms:.0}")
-    } else {
-        format!("{ms:.1}")
-    };
-    if s.ci_level <= 0.0 || s.median <= 0.0 {
-        return format!("{value}{warm}");
-    }
-    let spread = (s.ci_high - s.ci_low) / 2.0 / s.median * 100.0;
-    format!("{value} ±{spread:.0}%{warm}")
-}
-
-/// The lowest level of the intervals shown, for the heading.
-fn lowest_level(results: &RunResults, columns: &[(&str, &str, &str)]) -> f64 {
-    results
-        .models
-        .iter()
-        .flat_map(|m| columns.iter().filter_map(move |(_, w, k)| summary(m, w, k)))
-        .map(|s| s.ci_level)
-        .fold(1.0, f64::min)
-}
-
-/// The matrix of `results`, with ratios to `baseline` (default: the first model that
-/// ran). An unknown baseline is an error naming the models that ran.
-pub fn render_matrix(results: &RunResults, baseline: Option<&str>) -> Result<String, String> {
-    let columns = columns(results);
-    let ran: Vec<&str> = results
-        .models
-        .iter()
-        .filter(|m| m.status == Status::Ok)
-        .map(|m| m.name.as_str())
-        .collect();
-    let base_name = match baseline {
-        Some(name) if ran.contains(&name) => Some(name),
-        Some(name) => {
-            return Err(format!(
-                "--baseline {name}: no such model ran (ran: {})",
-                ran.join(", ")
-            ))
+impl Cell {
+    fn median(&self) -> Option<f64> {
+        match self {
+            Cell::Value { median, .. } => Some(*median),
+            _ => None,
         }
-        None => ran.first().copied(),
-    };
-    let (models, references) = ordered(results);
-    let mut out = String::new();
-    let level = lowest_level(results, &columns);
-    let _ = writeln!(
-        out,
-        "median ms ± half the interval of the median ({:.1}% level{})",
-        level * 100.0,
-        if results.models.iter().any(|m| {
-            m.workloads
-                .iter()
-                .any(|(w, r)| r.caches_dropped == Some(false) && w != "warm-read")
-        }) {
-            "; * timed warm: caches could not be dropped"
+    }
+
+    /// `767 ±9%`: the median in ms and half the interval's width relative to it; `*`
+    /// marks warm; `refused`; `-` for a workload the model does not have.
+    pub fn text(&self) -> String {
+        let Cell::Value {
+            median,
+            low,
+            high,
+            level,
+            warm,
+        } = self
+        else {
+            return if *self == Cell::Refused {
+                "refused"
+            } else {
+                "-"
+            }
+            .into();
+        };
+        let warm = if *warm { "*" } else { "" };
+        let ms = median / 1e6;
+        let value = if ms >= 100.0 {
+            format!("{ms:.0}")
         } else {
-            ""
-        }
-    );
-    let blocks =
-        |out: &mut String, first: &str, cell: &dyn Fn(&ModelResult, &str, &str, &str) -> String| {
-            header(out, first, &columns);
-            for m in &models {
-                row(out, m, &columns, cell);
-            }
-            if !references.is_empty() {
-                let _ = writeln!(out, "references");
-                for m in &references {
-                    row(out, m, &columns, cell);
-                }
-            }
+            format!("{ms:.1}")
         };
-    blocks(&mut out, "model", &median_cell);
-    let Some(base_name) = base_name else {
-        return Ok(out);
-    };
-    let base = results.models.iter().find(|m| m.name == base_name);
-    let ratio_cell = |model: &ModelResult, workload: &str, metric: &str, _: &str| {
-        let (Some(s), Some(b)) = (
-            summary(model, workload, metric),
-            base.and_then(|b| summary(b, workload, metric)),
-        ) else {
-            return "-".to_string();
-        };
-        if b.median <= 0.0 {
-            return "-".to_string();
+        if *level <= 0.0 || *median <= 0.0 {
+            return format!("{value}{warm}");
         }
-        format!("{:.2}x", s.median / b.median)
-    };
-    let _ = writeln!(
-        out,
-        "\nratio to {base_name} (median / {base_name}'s median; < 1: faster than {base_name})"
-    );
-    blocks(&mut out, "model", &ratio_cell);
-    Ok(out)
+        let spread = (high - low) / 2.0 / median * 100.0;
+        format!("{value} ±{spread:.0}%{warm}")
+    }
+}
+
+/// One model's row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    /// `ok`, `skipped`, `failed`, `not_available`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub cells: Vec<Cell>,
+}
+
+/// The matrix of one results file (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// The headings of the columns some model measured.
+    pub columns: Vec<&'static str>,
+    pub models: Vec<Row>,
+    pub references: Vec<Row>,
+    /// The lowest level of the intervals shown.
+    pub level: f64,
+    pub any_warm: bool,
+    /// The model ratios divide by; `None` when no model ran.
+    pub baseline: Option<String>,
+}
+
+impl Matrix {
+    /// Reads the matrix from a results file's JSON (schema 2), with ratios to `baseline`
+    /// (default: the first model that ran); an unknown baseline is an error naming the
+    /// models that ran.
+    pub fn from_json(results: &Value, baseline: Option<&str>) -> Result<Matrix, String> {
+        let empty = Vec::new();
+        let all = results["models"].as_array().unwrap_or(&empty);
+        let columns: Vec<(&'static str, &'static str, &'static str)> = COLUMNS
+            .into_iter()
+            .filter(|(_, w, metric)| {
+                all.iter().any(|m| {
+                    m["workloads"][*w]["reason"].is_null()
+                        && m["workloads"][*w]["metrics"][*metric].is_object()
+                })
+            })
+            .collect();
+        let mut level: f64 = 1.0;
+        let mut any_warm = false;
+        let mut rows = Vec::new();
+        for m in all {
+            let name = m["name"].as_str().unwrap_or("?").to_string();
+            let cells = columns
+                .iter()
+                .map(|(_, workload, metric)| {
+                    let w = &m["workloads"][*workload];
+                    if !w.is_object() {
+                        return Cell::Missing;
+                    }
+                    if !w["reason"].is_null() {
+                        return Cell::Refused;
+                    }
+                    let s = &w["metrics"][*metric];
+                    let Some(median) = s["median"].as_f64() else {
+                        return Cell::Missing;
+                    };
+                    let num = |k: &str| s[k].as_f64().unwrap_or(0.0);
+                    let warm =
+                        w["caches_dropped"] == Value::Bool(false) && *workload != "warm-read";
+                    level = level.min(num("ci_level"));
+                    any_warm |= warm;
+                    Cell::Value {
+                        median,
+                        low: num("ci_low"),
+                        high: num("ci_high"),
+                        level: num("ci_level"),
+                        warm,
+                    }
+                })
+                .collect();
+            rows.push(Row {
+                name,
+                status: m["status"].as_str().unwrap_or("?").to_string(),
+                reason: m["reason"].as_str().map(str::to_string),
+                cells,
+            });
+        }
+        let ran: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.status == "ok")
+            .map(|r| r.name.as_str())
+            .collect();
+        let baseline = match baseline {
+            Some(name) if ran.contains(&name) => Some(name.to_string()),
+            Some(name) => {
+                return Err(format!(
+                    "--baseline {name}: no such model ran (ran: {})",
+                    ran.join(", ")
+                ))
+            }
+            None => ran.first().map(|s| s.to_string()),
+        };
+        // Models first (in run order), then references under them in the order of the
+        // models they stand beside.
+        let reference_for =
+            |name: &str| models::catalog::find(name).and_then(|info| info.reference_for);
+        let (mut references, models): (Vec<Row>, Vec<Row>) = rows
+            .into_iter()
+            .partition(|r| reference_for(&r.name).is_some());
+        let rank = |r: &Row| {
+            let beside = reference_for(&r.name).unwrap_or("");
+            models
+                .iter()
+                .position(|x| x.name == beside)
+                .unwrap_or(usize::MAX)
+        };
+        references.sort_by_key(|r| rank(r));
+        Ok(Matrix {
+            columns: columns.iter().map(|c| c.0).collect(),
+            models,
+            references,
+            level,
+            any_warm,
+            baseline,
+        })
+    }
+
+    fn baseline_row(&self) -> Option<&Row> {
+        let name = self.baseline.as_deref()?;
+        self.models
+            .iter()
+            .chain(&self.references)
+            .find(|r| r.name == name)
+    }
+
+    /// `row`'s median over the baseline's in column `i`, if both measured it.
+    pub fn ratio(&self, row: &Row, i: usize) -> Option<f64> {
+        let base = self.baseline_row()?.cells.get(i)?.median()?;
+        let own = row.cells.get(i)?.median()?;
+        (base > 0.0).then(|| own / base)
+    }
+
+    /// The heading of the medians block.
+    pub fn heading(&self) -> String {
+        format!(
+            "median ms ± half the interval of the median ({:.1}% level{})",
+            self.level * 100.0,
+            if self.any_warm {
+                "; * timed warm: caches could not be dropped"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// The heading of the ratios block.
+    pub fn ratio_heading(&self) -> Option<String> {
+        let b = self.baseline.as_deref()?;
+        Some(format!(
+            "ratio to {b} (median / {b}'s median; < 1: faster than {b})"
+        ))
+    }
+
+    /// The terminal's text: the medians block, then the ratios block.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.heading());
+        self.block(&mut out, &|row, i| row.cells[i].text());
+        if let Some(heading) = self.ratio_heading() {
+            let _ = writeln!(out, "\n{heading}");
+            self.block(&mut out, &|row, i| {
+                self.ratio(row, i)
+                    .map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"))
+            });
+        }
+        out
+    }
+
+    fn block(&self, out: &mut String, cell: &dyn Fn(&Row, usize) -> String) {
+        let _ = write!(out, "{:<NAME$}", "model");
+        for heading in &self.columns {
+            let _ = write!(out, " {heading:>CELL$}");
+        }
+        out.push('\n');
+        let line = |out: &mut String, row: &Row| {
+            if row.status != "ok" {
+                let _ = writeln!(
+                    out,
+                    "{:<NAME$} {}: {}",
+                    row.name,
+                    row.status.replace('_', " "),
+                    row.reason.as_deref().unwrap_or("")
+                );
+                return;
+            }
+            let _ = write!(out, "{:<NAME$}", row.name);
+            for i in 0..self.columns.len() {
+                let _ = write!(out, " {:>CELL$}", cell(row, i));
+            }
+            out.push('\n');
+        };
+        for row in &self.models {
+            line(out, row);
+        }
+        if !self.references.is_empty() {
+            let _ = writeln!(out, "references");
+            for row in &self.references {
+                line(out, row);
+            }
+        }
+    }
+}
+
+/// The matrix of `results` as the terminal shows it (see `Matrix::from_json`).
+pub fn render_matrix(results: &RunResults, baseline: Option<&str>) -> Result<String, String> {
+    let json = serde_json::to_value(results).map_err(|e| format!("results as JSON: {e}"))?;
+    Ok(Matrix::from_json(&json, baseline)?.text())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::WorkloadResult;
+    use crate::results::{ModelResult, Status, WorkloadResult};
+    use crate::stats::Summary;
 
     fn model(name: &str, install_ms: &[f64], read_ms: Option<&[f64]>) -> ModelResult {
         let mut m = ModelResult::new(name, "x", Status::Ok, None);

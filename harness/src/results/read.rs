@@ -58,6 +58,17 @@ pub fn load_file(path: &Path) -> Result<ResultsFile> {
     let text = std::fs::read_to_string(path).map_err(|e| unusable(format!("cannot read: {e}")))?;
     let json: Value =
         serde_json::from_str(&text).map_err(|e| unusable(format!("not JSON: {e}")))?;
+    of_json(&json).map_err(unusable)
+}
+
+/// The measurements of a results file already read as JSON.
+pub fn measured_of(json: &Value) -> std::result::Result<BTreeMap<Key, Measured>, String> {
+    Ok(of_json(json)?.measured)
+}
+
+/// A results file's JSON as `ResultsFile`; the error says what is wrong with it.
+fn of_json(json: &Value) -> std::result::Result<ResultsFile, String> {
+    let unusable = |msg: String| msg;
     let version = match json.get("schema_version").and_then(Value::as_u64) {
         Some(v @ 1..=2) => v,
         Some(v) => {
