@@ -126,6 +126,18 @@ fn assert_rows_and_files(v: &Value, dir: &Path, models: &[&str]) {
             f.display()
         );
     }
+    // The sweep's report: its table, each N's matrix, the scaling figures inline.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("data-figure=\"scaling-install\""),
+        "{}",
+        out.display()
+    );
+    assert!(
+        report.contains("<table class=\"matrix\">"),
+        "{}",
+        out.display()
+    );
 }
 
 #[test]
