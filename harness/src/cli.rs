@@ -134,6 +134,11 @@ pub struct RunArgs {
     /// hooks: unpack only, without maintainer scripts and triggers.
     #[arg(long)]
     pub no_maintainer_scripts: bool,
+    /// hooks on real corpora: install onto an empty root instead of the base system
+    /// (a minimal root of the host's suite, built once in the work directory); scripts
+    /// that need a system are then skipped, with the reason in the notes.
+    #[arg(long)]
+    pub no_base_root: bool,
     /// fuse: one daemon setting, KEY=VALUE (threads, entry_timeout_ms, negative_entries,
     /// keep_cache, max_readahead, readdirplus); repeatable. Default: every speed setting on.
     #[arg(long = "fuse-option", value_name = "KEY=VALUE")]

@@ -225,6 +225,7 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
                 size_bytes: 8 << 30,
                 mount_options: "rw,relatime".into(),
             }),
+            base_root: None,
         },
         corpus: CorpusRecord {
             name: "test".into(),

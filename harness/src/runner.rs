@@ -420,10 +420,14 @@ fn one_iteration(
         return Ok(IterationOutcome::ViewDiffers(check, Stage::Install));
     }
     let installed = disk_usage(target).context("measuring the installed state")?;
-    measured
-        .entry(Workload::Install)
-        .or_default()
-        .insert("installed_bytes".into(), installed as f64);
+    let install_metrics = measured.entry(Workload::Install).or_default();
+    install_metrics.insert("installed_bytes".into(), installed as f64);
+    for (name, value) in model
+        .install_counts()
+        .context("counting what the install left")?
+    {
+        install_metrics.insert(name.into(), value);
+    }
 
     let spec = view_spec(&view);
     // Untimed: which links are the model's own, so the timed walk makes the same calls

@@ -18,6 +18,9 @@ pub struct ModelOptions {
     /// hooks: the packages are real (`debian:`, `debs:`): run maintainer scripts chrooted
     /// into the root, as dpkg does, never on the host.
     pub chroot_maintainer_scripts: bool,
+    /// hooks: real packages install onto this base system (a minimal root of the suite,
+    /// `workloads::corpus::base_root`), copied into the target before the clock starts.
+    pub base_root: Option<std::path::PathBuf>,
     /// fuse: the daemon's speed settings.
     pub fuse: crate::fuse::FuseOptions,
 }

@@ -215,4 +215,10 @@ pub trait Model: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Counts the last install left that only the model can read, recorded with the
+    /// install's sample (`hook_created_files_count`: what maintainer scripts created
+    /// beside the packages' files). Called after the clock stopped.
+    fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
+        Ok(Vec::new())
+    }
 }

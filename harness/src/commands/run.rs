@@ -98,9 +98,25 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     for word in &args.fuse_options {
         fuse.set(word).context("--fuse-option")?;
     }
+    // Real packages' scripts need a system under them (workloads::corpus::base_root).
+    let base_root = if real_corpus
+        && namespace
+        && !args.no_base_root
+        && !args.no_maintainer_scripts
+        && selected.iter().any(|m| m == models::hooks::INFO.name)
+    {
+        let sp = spinner("base root");
+        let base = corpus::base_root::ensure(&args.work_dir, &|m| sp.set_message(m.to_string()))
+            .context("the base root hooks installs real packages onto")?;
+        sp.finish_and_clear();
+        Some(base)
+    } else {
+        None
+    };
     let options = ModelOptions {
         skip_maintainer_scripts: args.no_maintainer_scripts,
         chroot_maintainer_scripts: real_corpus,
+        base_root: base_root.as_ref().map(|b| b.root.clone()),
         fuse,
     };
     let exec = workloads::exec::command_for(&args.corpus);
@@ -272,6 +288,11 @@ fn measure_on(
             caches_dropped: session.caches_dropped,
             order: session.order.name(),
             fs: fs_record,
+            base_root: bench
+                .options
+                .base_root
+                .as_ref()
+                .map(|p| p.display().to_string()),
         },
         corpus_record(bench.corpus),
         calibration.clone(),

@@ -183,6 +183,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 // A sweep measures each model's point in a row.
                 order: "sequential".into(),
                 fs: None,
+                base_root: None,
             },
             corpus_record(&corpus),
             calibration.clone(),

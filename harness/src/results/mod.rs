@@ -98,6 +98,9 @@ pub struct RunConfigRecord {
     pub order: String,
     /// The filesystem the models' targets were on, when the run made one (`--fs`).
     pub fs: Option<crate::filesystems::FsRecord>,
+    /// Real corpora: the base system `hooks` installs onto (suite and path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

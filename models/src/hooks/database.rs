@@ -104,10 +104,17 @@ impl DpkgDatabase {
         stanza.lines().find_map(|l| l.strip_prefix("Version: "))
     }
 
+    /// `info/PACKAGE.SUFFIX`, or `info/PACKAGE:amd64.SUFFIX` where only that exists: dpkg
+    /// names the control files of a `Multi-Arch: same` package with its architecture (a
+    /// base root installed by dpkg itself holds such names).
+    pub fn control_path(&self, package: &str, suffix: &str) -> PathBuf {
+        control_path(&self.info_dir(), package, suffix)
+    }
+
     /// Reads `info/PACKAGE.list` back: the paths the installed version owns, in order.
     pub fn read_file_list(&self, package: &str) -> Result<Vec<PathBuf>> {
         use std::os::unix::ffi::OsStrExt;
-        let path = self.info_dir().join(format!("{package}.list"));
+        let path = self.control_path(package, "list");
         let text = fs::read(&path).with_context(|| {
             format!(
                 "package {package} is not installed: reading {}",
@@ -134,6 +141,17 @@ impl DpkgDatabase {
         }
         self.next_update = 0;
         Ok(())
+    }
+}
+
+/// [`DpkgDatabase::control_path`] under the info directory `info`.
+pub fn control_path(info: &Path, package: &str, suffix: &str) -> PathBuf {
+    let plain = info.join(format!("{package}.{suffix}"));
+    let qualified = info.join(format!("{package}:amd64.{suffix}"));
+    if !plain.exists() && qualified.exists() {
+        qualified
+    } else {
+        plain
     }
 }
 

@@ -18,6 +18,7 @@
 //! setuid and setgid bits are stripped on unpack (the `formats::tar` policy; each
 //! package that had some says so in [`Model::notes`]).
 
+mod base;
 pub mod database;
 pub mod obsolete;
 pub mod scripts;
@@ -28,7 +29,7 @@ use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
 use crate::mirror_files::{artifact_for, verify_fetched};
 use crate::order::install_order;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use database::DpkgDatabase;
 use scripts::{run_maintainer_script, HookEnv};
 use std::fs::{self, File};
@@ -77,6 +78,11 @@ pub struct HooksModel {
     notes: Vec<String>,
     /// Every path the installed packages own (dpkg's file lists), relative to the root.
     owned: std::collections::HashSet<PathBuf>,
+    /// Real packages: the base system to install onto (`base`), copied into the target by
+    /// `prepare`.
+    pub base_root: Option<PathBuf>,
+    /// The base as `prepare` put it into the target.
+    base: Option<base::BaseState>,
 }
 
 impl HooksModel {
@@ -100,10 +106,17 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(target: &Path) -> Self {
+    /// On a base root (`base`), dpkg's database is the base's own, inside the root, where
+    /// the real scripts' `dpkg-query`, `dpkg-trigger` and debconf look for it.
+    fn new(target: &Path, base: bool) -> Self {
+        let root = target.join("root");
         Layout {
-            root: target.join("root"),
-            admindir: target.join("var-lib-dpkg"),
+            admindir: if base {
+                root.join("var/lib/dpkg")
+            } else {
+                target.join("var-lib-dpkg")
+            },
+            root,
             archives: target.join("archives"),
         }
     }
@@ -157,6 +170,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         let mut model = HooksModel::new();
         model.skip_hooks = o.skip_maintainer_scripts;
         model.chroot_scripts = o.chroot_maintainer_scripts;
+        model.base_root = o.base_root.clone();
         Box::new(model)
     }),
 };
@@ -201,14 +215,33 @@ impl Model for HooksModel {
         artifact_for(pkg, files, mirror)
     }
 
+    fn prepare(&mut self, _set: &[Artifact], ctx: &RunCtx) -> Result<()> {
+        self.base = None;
+        if let Some(source) = &self.base_root {
+            let root = Layout::new(&ctx.target, true).root;
+            self.base = Some(base::BaseState::copy_into(source, &root)?);
+        }
+        Ok(())
+    }
+
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
-        let layout = Layout::new(&ctx.target);
+        if self.base_root.is_some() && self.base.is_none() {
+            bail!(
+                "hooks: the base root was not prepared in {}",
+                ctx.target.display()
+            );
+        }
+        let layout = Layout::new(&ctx.target, self.base.is_some());
         for dir in [&layout.root, &layout.admindir, &layout.archives] {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         self.root = Some(layout.root.clone());
         let mut times = PhaseTimes::default();
-        let order = install_order(set);
+        // What the base already holds is not installed again, as apt would not.
+        let (order, in_base) = match &self.base {
+            Some(base) => base.split(set, &install_order(set))?,
+            None => (install_order(set), Vec::new()),
+        };
 
         // apt: download every archive, then check every hash, before dpkg starts.
         let mut fetched: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
@@ -223,9 +256,22 @@ impl Model for HooksModel {
             self.record(Step::Verify(art.package.clone()));
         }
 
-        let mut db = DpkgDatabase::new(&layout.admindir)?;
+        let mut db = if self.base.is_some() {
+            DpkgDatabase::open(&layout.admindir)?
+        } else {
+            DpkgDatabase::new(&layout.admindir)?
+        };
         self.notes.clear();
         let notes = std::cell::RefCell::new(Vec::new());
+        if !in_base.is_empty() {
+            let names: Vec<&str> = in_base.iter().map(|&i| set[i].package.as_str()).collect();
+            notes.borrow_mut().push(format!(
+                "{} of {} packages are already in the base root at the same version and were not installed again (as apt would not): {}",
+                names.len(),
+                set.len(),
+                names.join(", ")
+            ));
+        }
         let env = HookEnv {
             root: &layout.root,
             admindir: &layout.admindir,
@@ -241,7 +287,14 @@ impl Model for HooksModel {
                     .cloned()
             };
             if let (Some(preinst), false) = (script("preinst"), self.skip_hooks) {
-                times.time("hooks", || {
+                times.time("hooks", || -> Result<()> {
+                    // On a base root the script runs from inside it, as dpkg runs it from
+                    // `tmp.ci/`, so `$0` names a file the chroot can see (debconf re-execs
+                    // `$0`).
+                    let preinst = match &self.base {
+                        Some(_) => base::stage_preinst(&layout.admindir, &preinst)?,
+                        None => preinst,
+                    };
                     run_maintainer_script(env, &art.package, "preinst", &preinst, &["install"])
                 })?;
                 self.record(Step::Preinst(art.package.clone()));
@@ -301,6 +354,10 @@ impl Model for HooksModel {
             })?;
             installed_paths[i] = report.paths;
         }
+        // The packages the base holds own what its file lists say.
+        for &i in &in_base {
+            installed_paths[i] = db.read_file_list(&set[i].package)?;
+        }
         self.owned = installed_paths
             .iter()
             .flatten()
@@ -309,7 +366,12 @@ impl Model for HooksModel {
 
         if !self.skip_hooks {
             let info = db.info_dir();
-            let packages: Vec<TriggerPackage> = order
+            // The base's packages declared their interests when dpkg installed them.
+            let base_interests = match &self.base {
+                Some(_) => base::trigger_interests(&layout.admindir)?,
+                None => Vec::new(),
+            };
+            let mut packages: Vec<TriggerPackage> = order
                 .iter()
                 .map(|&i| TriggerPackage {
                     name: &set[i].package,
@@ -319,6 +381,15 @@ impl Model for HooksModel {
                     paths: &installed_paths[i],
                 })
                 .collect();
+            packages.extend(base_interests.iter().map(|b| {
+                TriggerPackage {
+                    name: &b.package,
+                    directives: &b.directives,
+                    postinst: Some(database::control_path(&info, &b.package, "postinst"))
+                        .filter(|p| p.exists()),
+                    paths: &[],
+                }
+            }));
             times.time("triggers", || process_triggers(env, &packages))?;
             self.record(Step::Triggers);
         }
@@ -363,7 +434,33 @@ impl Model for HooksModel {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.notes.clone()
+        let mut notes = self.notes.clone();
+        if let Ok(Some((created, bytes))) = self.created_by_scripts() {
+            if !created.is_empty() {
+                let shown: Vec<String> = created
+                    .iter()
+                    .take(CREATED_SHOWN)
+                    .map(|p| format!("/{}", p.display()))
+                    .collect();
+                notes.push(format!(
+                    "maintainer scripts and triggers created {} files ({bytes} bytes) no package ships (not in the view digest): {}{}",
+                    created.len(),
+                    shown.join(", "),
+                    if created.len() > CREATED_SHOWN { ", ..." } else { "" }
+                ));
+            }
+        }
+        notes
+    }
+
+    fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
+        Ok(match self.created_by_scripts()? {
+            Some((created, bytes)) => vec![
+                ("hook_created_files_count", created.len() as f64),
+                ("hook_created_bytes", bytes as f64),
+            ],
+            None => Vec::new(),
+        })
     }
 
     fn reset_caches(&mut self) -> Result<()> {
@@ -374,6 +471,24 @@ impl Model for HooksModel {
     fn teardown(&mut self) -> Result<()> {
         self.root = None;
         Ok(())
+    }
+}
+
+/// How many of the files maintainer scripts created a note names.
+const CREATED_SHOWN: usize = 8;
+
+impl HooksModel {
+    /// Real packages: what the last install's scripts and triggers created that no
+    /// package ships (and a base root did not hold), with the bytes of its regular files.
+    fn created_by_scripts(&self) -> Result<Option<(Vec<PathBuf>, u64)>> {
+        let (Some(root), true) = (&self.root, self.chroot_scripts) else {
+            return Ok(None);
+        };
+        let created = match &self.base {
+            Some(base) => base.created(root, &self.owned)?,
+            None => base::created_beside(root, &self.owned, &Default::default())?,
+        };
+        Ok(Some(created))
     }
 }
 

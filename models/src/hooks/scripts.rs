@@ -8,8 +8,9 @@
 //!
 //! Real packages' scripts (`debian:`, `debs:` corpora) never run on the host: they may
 //! write anywhere. They run as dpkg runs them, chrooted into the root (`HookEnv::chroot`);
-//! the script is fed to its interpreter on standard input (`sh -s`, `perl -`) so nothing
-//! is copied into the root. When the root has no interpreter yet (libc6's preinst runs
+//! on a base root (`hooks::base`) the script is inside the root, in dpkg's database, and
+//! runs from there, as dpkg runs it; without one it is fed to its interpreter on standard
+//! input (`sh -s`, `perl -`) so nothing is copied into the root. When the root has no interpreter yet (libc6's preinst runs
 //! before any shell is unpacked), or the script fails inside the bare chroot (no `/proc`,
 //! no dpkg database, no debconf), the script is skipped or its failure recorded with the
 //! reason, and the install goes on: dpkg would stop there, pkgbench measures the rest.
@@ -94,6 +95,16 @@ fn run_chrooted(
     notes: &RefCell<Vec<String>>,
 ) -> Result<()> {
     let call = format!("package {package}: {name} {}", shell_words(args));
+    let root_c = std::ffi::CString::new(root.as_os_str().as_bytes())
+        .with_context(|| format!("root {} holds a NUL", root.display()))?;
+    // A script inside the root (a base root holds dpkg's database) runs from there, by
+    // its path as the chroot sees it, exactly as dpkg runs it: the kernel reads its `#!`
+    // line inside the root, and `$0` names it (debconf's confmodule re-executes `$0`).
+    if let Ok(inside) = script.strip_prefix(root) {
+        let mut command = Command::new(Path::new("/").join(inside));
+        command.args(args).stdin(Stdio::null());
+        return run_in_chroot(command, root_c, package, name, &call, "the script", notes);
+    }
     let mut first = String::new();
     BufReader::new(
         File::open(script).with_context(|| format!("{call}: opening {}", script.display()))?,
@@ -121,13 +132,25 @@ fn run_chrooted(
             return Ok(());
         }
     };
-    let root_c = std::ffi::CString::new(root.as_os_str().as_bytes())
-        .with_context(|| format!("root {} holds a NUL", root.display()))?;
     let mut command = Command::new(&interpreter);
+    command.args(flag).arg(stdin_flag).args(args).stdin(
+        File::open(script).with_context(|| format!("{call}: opening {}", script.display()))?,
+    );
+    run_in_chroot(command, root_c, package, name, &call, &interpreter, notes)
+}
+
+/// Runs `command` chrooted into `root` with dpkg's environment for a chrooted script;
+/// records a script that cannot start or fails in `notes` (module doc).
+fn run_in_chroot(
+    mut command: Command,
+    root_c: std::ffi::CString,
+    package: &str,
+    name: &str,
+    call: &str,
+    program: &str,
+    notes: &RefCell<Vec<String>>,
+) -> Result<()> {
     command
-        .args(flag)
-        .arg(stdin_flag)
-        .args(args)
         .env_clear()
         .env(
             "PATH",
@@ -140,7 +163,9 @@ fn run_chrooted(
         .env("DPKG_MAINTSCRIPT_NAME", name)
         .env("DPKG_MAINTSCRIPT_ARCH", "amd64")
         .env("DPKG_RUNNING_VERSION", "1.21.22")
-        .stdin(File::open(script).with_context(|| format!("{call}: opening {}", script.display()))?)
+        // Nobody answers debconf's questions in a benchmark: its defaults are taken, as
+        // in any unattended install.
+        .env("DEBIAN_FRONTEND", "noninteractive")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // SAFETY: between fork and exec only chroot(2) and chdir(2), async-signal-safe, on
@@ -156,11 +181,11 @@ fn run_chrooted(
     }
     match command.output() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => notes.borrow_mut().push(format!(
-            "{call}: skipped: the root has no working {interpreter} yet (dpkg runs scripts chrooted; they never run on the host)"
+            "{call}: skipped: the root has no working {program} yet (dpkg runs scripts chrooted; they never run on the host)"
         )),
         Err(e) => notes
             .borrow_mut()
-            .push(format!("{call}: skipped: cannot start {interpreter} in the chroot: {e}")),
+            .push(format!("{call}: skipped: cannot start {program} in the chroot: {e}")),
         Ok(out) if !out.status.success() => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let last = stderr.trim().lines().last().unwrap_or("").to_string();

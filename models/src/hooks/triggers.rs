@@ -5,8 +5,9 @@
 //! trigger is a package's interest in a path (`interest-noawait /usr/share/info`),
 //! activated when any package installs something below it. Each interested package's
 //! postinst then runs once as `postinst triggered "NAMES"`. The `ldconfig` trigger
-//! belongs to libc-bin, which is not part of the replayed closures; it runs what
-//! libc-bin's postinst runs: the real `ldconfig`, on the root (`ldconfig -r ROOT`).
+//! belongs to libc-bin, which is not part of the replayed closures; there it runs what
+//! libc-bin's postinst runs: the real `ldconfig`, on the root (`ldconfig -r ROOT`). On a
+//! base root (real packages) libc-bin is installed, and its own postinst runs, chrooted.
 
 use super::scripts::{run_maintainer_script, HookEnv};
 use anyhow::{bail, Context, Result};
@@ -77,7 +78,11 @@ pub fn process_triggers(
         }
     }
     let mut report = TriggerReport::default();
-    if activated.iter().any(|t| t == "ldconfig") {
+    // On a base root libc-bin is installed and waits for `ldconfig` itself: its postinst
+    // runs as `triggered` below. Only where no package is interested does the model run
+    // what that postinst would.
+    let ldconfig_has_owner = interests.iter().any(|(_, name)| name == "ldconfig");
+    if activated.iter().any(|t| t == "ldconfig") && !ldconfig_has_owner {
         run_ldconfig(env.root)?;
         report.ldconfig_runs += 1;
     }

@@ -28,7 +28,7 @@
 //! unpack never touched (it removes only its own `.dpkg-new` files). Failures of other
 //! steps stop the upgrade with the package and script or file named, without unwinding.
 
-use super::database::DpkgDatabase;
+use super::database::{self, DpkgDatabase};
 use super::obsolete::remove_obsolete;
 use super::scripts::{run_maintainer_script, HookEnv};
 use super::triggers::{parse_directive, process_triggers, Directive, TriggerPackage};
@@ -106,7 +106,7 @@ impl HooksModel {
         to: &[Artifact],
         ctx: &RunCtx,
     ) -> Result<PhaseTimes> {
-        let layout = Layout::new(&ctx.target);
+        let layout = Layout::new(&ctx.target, self.base.is_some());
         if self.root.as_deref() != Some(layout.root.as_path()) {
             bail!(
                 "upgrading in {}: no install of this model is there to upgrade",
@@ -160,7 +160,7 @@ impl HooksModel {
                 .with_context(|| format!("package {pkg}: the dpkg status does not list it"))?
                 .to_string();
             let old_script = |name: &str| {
-                Some(info.join(format!("{pkg}.{name}"))).filter(|p| hooks && p.exists())
+                Some(database::control_path(&info, pkg, name)).filter(|p| hooks && p.exists())
             };
             let new_script = |name: &str| {
                 fetched[i][1..]
@@ -284,8 +284,12 @@ impl HooksModel {
                 .map(|&k| TriggerPackage {
                     name: &installed[k].package,
                     directives: &directives[k],
-                    postinst: Some(info.join(format!("{}.postinst", installed[k].package)))
-                        .filter(|p| p.exists()),
+                    postinst: Some(database::control_path(
+                        &info,
+                        &installed[k].package,
+                        "postinst",
+                    ))
+                    .filter(|p| p.exists()),
                     paths: upgraded[k].map_or(&[][..], |j| &changed[j]),
                 })
                 .collect();

@@ -11,6 +11,7 @@
 //! within the subset. `synthetic:N` draws N packages from the embedded ones (`synthetic`),
 //! for scaling curves. `debian:PKG` and `debs:DIR` are real packages (`deb`).
 
+pub mod base_root;
 mod cache;
 pub mod content;
 pub mod deb;
