@@ -29,6 +29,7 @@ fn measure(model: &mut dyn Model, dir: &Path) -> ModelResult {
         pre_depends: vec![],
         scripts: Default::default(),
         triggers: vec![],
+        control: None,
     };
     let mirror = dir.join("mirror");
     fs::create_dir_all(&mirror).unwrap();

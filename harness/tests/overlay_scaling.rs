@@ -50,6 +50,7 @@ fn root_overlay_mount_time_at_1_100_500_1000_layers() {
                 pre_depends: vec![],
                 scripts: BTreeMap::new(),
                 triggers: vec![],
+                control: None,
             };
             model.pack(&tree, &mirror).unwrap()
         })

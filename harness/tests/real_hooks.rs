@@ -1,7 +1,8 @@
 //! Real maintainer scripts on a base system (`workloads::corpus::base_root`), through
 //! `harness run` as a user types it: every script of `debian:python3` runs chrooted into
-//! a minbase root of the host's suite (none skipped, none failed), `python3` starts in
-//! the view, and what the scripts created is counted, not digested; a script that creates
+//! a minbase root of the host's suite (none skipped, none failed), in `hooks` and in real
+//! dpkg (`ref-dpkg`), `python3` starts in both views, and what the scripts created is
+//! counted, not digested (the same count for both); a script that creates
 //! a file is counted exactly; a script that changes a file its package ships makes the
 //! view differ, and the model fails with that path.
 //!
@@ -19,9 +20,9 @@ use std::process::Command;
 
 /// Runs `harness run` and returns its results.json, or `None` when the registry cannot be
 /// reached outside CI.
-fn run(work: &Path, out: &Path, corpus: &str, workloads: &str) -> Option<Value> {
+fn run(work: &Path, out: &Path, models: &str, corpus: &str, workloads: &str) -> Option<Value> {
     let output = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["run", "--model", "hooks", "--runs", "1", "--warmup", "0"])
+        .args(["run", "--model", models, "--runs", "1", "--warmup", "0"])
         .args(["--corpus", corpus, "--workload", workloads])
         .arg("--work-dir")
         .arg(work)
@@ -114,7 +115,13 @@ fn real_scripts_run_chrooted_on_the_base_root_needs_root() {
         "debs:{}",
         dir.path().join("pkgbench-creates-debs").display()
     );
-    let Some(r) = run(&work, &dir.path().join("out-creates"), &corpus, "install") else {
+    let Some(r) = run(
+        &work,
+        &dir.path().join("out-creates"),
+        "hooks",
+        &corpus,
+        "install",
+    ) else {
         return;
     };
     let base = r["config"]["base_root"].as_str().unwrap().to_string();
@@ -183,38 +190,54 @@ fn real_scripts_run_chrooted_on_the_base_root_needs_root() {
         "{differences}"
     );
 
-    // The python3 closure: every real script runs, python3 starts in the view.
+    // The python3 closure: every real script runs, in hooks and in real dpkg (ref-dpkg,
+    // on the same base root), and python3 starts in both views.
     let Some(r) = run(
         &work,
         &dir.path().join("out-python3"),
+        "hooks,ref-dpkg",
         "debian:python3",
         "install,exec",
     ) else {
         return;
     };
+    let mut created = Vec::new();
+    for m in r["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        assert_eq!(m["status"], "ok", "{name}: {:?}", m["reason"]);
+        assert_eq!(m["digest_matches"], true, "{name}");
+        assert_eq!(
+            m["workloads"]["exec"]["status"], "ok",
+            "{name}: {}",
+            m["workloads"]["exec"]
+        );
+        let all = notes(m);
+        assert!(
+            all.iter()
+                .all(|n| !n.contains("skipped") && !n.contains("failed")),
+            "{name}: {all:?}"
+        );
+        assert!(
+            all.iter().any(|n| n.contains("base root")),
+            "{name}: {all:?}"
+        );
+        created.push(install_median(m, "hook_created_files_count"));
+    }
     let m = hooks(&r);
-    assert_eq!(m["status"], "ok", "{:?}", m["reason"]);
-    assert_eq!(m["digest_matches"], true);
-    assert_eq!(
-        m["workloads"]["exec"]["status"], "ok",
-        "{}",
-        m["workloads"]["exec"]
-    );
-    let all = notes(m);
-    assert!(
-        all.iter()
-            .all(|n| !n.contains("skipped") && !n.contains("failed")),
-        "{all:?}"
-    );
-    assert!(
-        all.iter().any(|n| n.contains("already in the base root")),
-        "{all:?}"
-    );
     // py3compile byte-compiles the standard library at configure time.
-    assert!(install_median(m, "hook_created_files_count") > 100.0);
+    assert!(created[0] > 100.0, "{created:?}");
     assert!(
-        all.iter().any(|n| n.contains(".cpython-311.pyc")),
-        "{all:?}"
+        notes(m).iter().any(|n| n.contains(".cpython-311.pyc")),
+        "{:?}",
+        notes(m)
     );
     assert!(install_median(m, "phase_hooks_ns") > 0.0);
+    // Real dpkg's scripts created what hooks's did (the same scripts, the same base).
+    assert_eq!(r["models"][1]["name"], "ref-dpkg");
+    assert!(
+        (created[0] - created[1]).abs() <= created[0] * 0.05,
+        "hooks created {} files, ref-dpkg {}",
+        created[0],
+        created[1]
+    );
 }

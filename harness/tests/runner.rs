@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
             pre_depends: vec![],
             scripts: Default::default(),
             triggers: vec![],
+            control: None,
         });
     }
     let mut new = trees[1].clone();

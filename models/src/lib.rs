@@ -49,6 +49,10 @@ pub struct PackageTree {
     pub scripts: BTreeMap<String, PathBuf>,
     /// dpkg trigger directives, as in a `triggers` control file ("activate-noawait ldconfig").
     pub triggers: Vec<String>,
+    /// Real packages: the control stanza the `.deb` shipped, for a model that rebuilds
+    /// `.deb`s (its Architecture and Multi-Arch fields); `None` for generated packages.
+    #[serde(default)]
+    pub control: Option<PathBuf>,
 }
 
 /// One packed package on a model's mirror. Serialised into the mirror's index so a

@@ -46,6 +46,7 @@ pub fn trees_of(packages: &[workloads::corpus::CorpusPackage]) -> Vec<PackageTre
             pre_depends: p.pre_depends.clone(),
             scripts: p.scripts.clone(),
             triggers: p.triggers.clone(),
+            control: p.control.clone(),
         })
         .collect()
 }

@@ -227,6 +227,7 @@ impl PackageBuilder {
             pre_depends: self.pre_depends,
             scripts,
             triggers: vec![],
+            control: None,
         }
     }
 }

@@ -18,7 +18,7 @@
 //! setuid and setgid bits are stripped on unpack (the `formats::tar` policy; each
 //! package that had some says so in [`Model::notes`]).
 
-mod base;
+pub(crate) mod base;
 pub mod database;
 pub mod obsolete;
 pub mod scripts;
@@ -495,7 +495,10 @@ impl HooksModel {
 /// The topmost paths below `root` (relative) that no package owns: what maintainer
 /// scripts and triggers created. Unreadable directories are skipped: the digest that
 /// follows reads them and reports any error.
-fn unowned_paths(root: &Path, owned: &std::collections::HashSet<PathBuf>) -> Vec<PathBuf> {
+pub(crate) fn unowned_paths(
+    root: &Path,
+    owned: &std::collections::HashSet<PathBuf>,
+) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {

@@ -5,7 +5,8 @@
 //! Pack (untimed): one `.deb` per package, `pool/NAME_VERSION_all.deb`, built with
 //! `dpkg-deb --root-owner-group -Zzstd -z3 --build` (zstd level 3, as the `hooks`
 //! mirror's archives) from the package tree plus `DEBIAN/control` (Package, Version,
-//! Architecture `all`, Maintainer, Description, Depends and Pre-Depends from the tree's
+//! Architecture `all` (a real package's own Architecture and Multi-Arch), Maintainer,
+//! Description, Depends and Pre-Depends from the tree's
 //! dependencies), the maintainer scripts and the `triggers` file. The setuid and setgid
 //! bits of the staged regular files are cleared before the build: every model installs
 //! the same tree, and the view digest (`ModeRule::AsPackaged`) clears them as `hooks`
@@ -77,10 +78,15 @@
 //! Maintainer scripts: on replayed corpora they are generated shell scripts that log
 //! their call; they run on the host with `--force-script-chrootless` (as `hooks` runs
 //! them, with the root in `DPKG_ROOT`). On real corpora (`debian:PKG`, `debs:DIR`) the
-//! `.debs` are built without scripts and triggers: dpkg would run them chrooted into a
-//! root that has no `/bin/sh` until dash's postinst creates it (the reason `hooks` skips
-//! them there), and real scripts must never run on the host. The install says so in its
-//! notes.
+//! target's root is first a copy of the base root (`workloads::corpus::base_root`, as for
+//! `hooks`), whose own dpkg database (`root/var/lib/dpkg`, where `--root` puts it) is
+//! the one apt and dpkg use; the `.debs` hold the real scripts and triggers, dpkg runs
+//! them chrooted into the root, and the packages the base holds at the same version are
+//! not asked for. The view leaves out what the set's packages do not own (dpkg's file
+//! lists), as `hooks`'s does. Without a base root (`--no-base-root`) the `.debs` are
+//! built without scripts and triggers: dpkg would run them chrooted into a root that has
+//! no `/bin/sh`, and real scripts must never run on the host. The install says which in
+//! its notes.
 //!
 //! Upgrade: the same `apt-get install` of the new versions (`NAME=NEWVERSION`), with the
 //! same phases: apt fetches and checks the new `.deb`s (**acquire**), then dpkg's own
@@ -128,8 +134,18 @@ const APT_VARIABLES: [&str; 5] = [
 /// The dpkg reference model. See the module doc.
 #[derive(Default)]
 pub struct DpkgModel {
-    /// Real packages: build the `.debs` without maintainer scripts and triggers.
+    /// Real packages: without a base root, build the `.debs` without maintainer scripts
+    /// and triggers.
     pub real_packages: bool,
+    /// Real packages: the base system to install onto (module doc), copied into the
+    /// target by `prepare`; the `.debs` then hold their real scripts and triggers.
+    pub base_root: Option<PathBuf>,
+    /// The base as `prepare` put it into the target.
+    base: Option<crate::hooks::base::BaseState>,
+    /// The set's packages the base held, by index (not installed again).
+    in_base: Vec<usize>,
+    /// Every path the set's packages own (dpkg's file lists), relative to the root.
+    owned: std::collections::HashSet<PathBuf>,
     root: Option<PathBuf>,
     /// The set `prepare` updated the lists for.
     prepared: Option<Vec<Artifact>>,
@@ -145,13 +161,20 @@ pub struct DpkgModel {
 struct AptDirs {
     target: PathBuf,
     apt: PathBuf,
+    /// dpkg's database: `TARGET/admin`, or the base root's own (`root/var/lib/dpkg`).
+    admin: PathBuf,
 }
 
 impl AptDirs {
-    fn of(target: &Path) -> Self {
+    fn of(target: &Path, base: bool) -> Self {
         AptDirs {
             target: target.to_path_buf(),
             apt: target.join(APT_DIR),
+            admin: if base {
+                target.join("root/var/lib/dpkg")
+            } else {
+                target.join("admin")
+            },
         }
     }
 
@@ -171,7 +194,7 @@ impl AptDirs {
     /// The directories apt and dpkg need, the configuration and sources list, and an
     /// empty dpkg database.
     fn create(&self, mirror: &Path) -> Result<()> {
-        let admin = self.target.join("admin");
+        let admin = self.admin.clone();
         for dir in [
             self.target.join("root"),
             admin.join("info"),
@@ -214,12 +237,13 @@ fn uri_path(mirror: &Path) -> Result<String> {
 }
 
 /// The `-o` options that confine apt and dpkg to `target` (module doc).
-fn apt_options(target: &Path, durability: Durability, chrootless: bool) -> Vec<String> {
+fn apt_options(target: &Path, durability: Durability, chrootless: bool, base: bool) -> Vec<String> {
     let t = target.display();
+    let dirs = AptDirs::of(target, base);
     let mut o: Vec<String> = vec![
         format!("Dir={t}/{APT_DIR}/"),
         format!("Dir::State={t}/{APT_DIR}/state/"),
-        format!("Dir::State::status={t}/admin/status"),
+        format!("Dir::State::status={}/status", dirs.admin.display()),
         format!("Dir::Cache={t}/{APT_DIR}/cache/"),
         format!("Dir::Etc={t}/{APT_DIR}/etc/"),
         format!("Dir::Etc::sourcelist={t}/{APT_DIR}/etc/sources.list"),
@@ -235,9 +259,16 @@ fn apt_options(target: &Path, durability: Durability, chrootless: bool) -> Vec<S
         "APT::Install-Suggests=false".into(),
         "Dpkg::Use-Pty=false".into(),
         format!("DPkg::Options::=--root={t}/root"),
-        format!("DPkg::Options::=--admindir={t}/admin"),
         format!("DPkg::Options::=--log={t}/{APT_DIR}/log/dpkg.log"),
     ];
+    // On a base root the database is the root's own, where `--root` puts it; named
+    // apart, dpkg would still give the scripts it chroots the path inside the root.
+    if !base {
+        o.push(format!(
+            "DPkg::Options::=--admindir={}",
+            dirs.admin.display()
+        ));
+    }
     if chrootless {
         o.push("DPkg::Options::=--force-script-chrootless".into());
     }
@@ -245,12 +276,30 @@ fn apt_options(target: &Path, durability: Durability, chrootless: bool) -> Vec<S
         o.push("DPkg::Options::=--force-unsafe-io".into());
     }
     // The end of `acquire`: the wall clock when apt first runs dpkg (module doc).
-    let marker = AptDirs::of(target).marker();
+    let marker = dirs.marker();
     o.push(format!(
         "DPkg::Pre-Invoke::=[ -e {m} ] || date +%s%N > {m}",
         m = marker.display()
     ));
     o.into_iter().flat_map(|v| ["-o".to_string(), v]).collect()
+}
+
+/// Every path (relative to the root) the file lists of `set`'s packages name, as dpkg
+/// wrote them into `admin/info/` (a base package's under its `:amd64` name).
+fn owned_paths(admin: &Path, set: &[Artifact]) -> Result<std::collections::HashSet<PathBuf>> {
+    let info = admin.join("info");
+    let mut owned = std::collections::HashSet::new();
+    for art in set {
+        let list = crate::hooks::database::control_path(&info, &art.package, "list");
+        let text = fs::read_to_string(&list)
+            .with_context(|| format!("package {}: reading {}", art.package, list.display()))?;
+        for line in text.lines().filter(|l| *l != "/." && !l.is_empty()) {
+            if let Ok(rel) = Path::new(line).strip_prefix("/") {
+                owned.insert(rel.to_path_buf());
+            }
+        }
+    }
+    Ok(owned)
 }
 
 /// `arg` as a shell would need it written (for the notes only).
@@ -353,8 +402,13 @@ impl DpkgModel {
 
     /// `apt-get` with the target's confinement and `args`, its environment cleaned.
     fn apt_get(&self, ctx: &RunCtx, args: &[String]) -> (Command, String) {
-        let dirs = AptDirs::of(&ctx.target);
-        let mut all = apt_options(&ctx.target, ctx.durability, !self.real_packages);
+        let dirs = AptDirs::of(&ctx.target, self.base.is_some());
+        let mut all = apt_options(
+            &ctx.target,
+            ctx.durability,
+            !self.real_packages,
+            self.base.is_some(),
+        );
         all.extend_from_slice(args);
         let line: Vec<String> = std::iter::once("apt-get".to_string())
             .chain(all.iter().map(|a| shell_quote(a)))
@@ -381,7 +435,7 @@ impl DpkgModel {
 
     /// The target's apt and dpkg directories, then `apt-get update` from the mirror.
     fn update_lists(&mut self, ctx: &RunCtx) -> Result<()> {
-        AptDirs::of(&ctx.target).create(&ctx.mirror)?;
+        AptDirs::of(&ctx.target, self.base.is_some()).create(&ctx.mirror)?;
         let (mut c, line) = self.apt_get(ctx, &["-q".into(), "update".into()]);
         let out = c.output().context("starting apt-get update")?;
         // apt-get update exits 0 on some fetch errors and says so with `E:` or `W:`.
@@ -406,7 +460,7 @@ impl DpkgModel {
     /// refused packages.
     fn apt_install(&mut self, arts: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
         let versions = self.versions()?;
-        let dirs = AptDirs::of(&ctx.target);
+        let dirs = AptDirs::of(&ctx.target, self.base.is_some());
         let marker = dirs.marker();
         if marker.exists() {
             fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
@@ -448,7 +502,9 @@ impl DpkgModel {
         } else {
             format!("; apt named the .deb of: {}", refused.join(", "))
         };
-        let status = ctx.target.join("admin/status");
+        let status = AptDirs::of(&ctx.target, self.base.is_some())
+            .admin
+            .join("status");
         let missing = match installed_in(&status) {
             Ok(installed) => {
                 let missing: Vec<&str> = arts
@@ -565,11 +621,32 @@ fn publish_repository(mirror: &Path) -> Result<()> {
 }
 
 /// The `DEBIAN/control` file of `pkg`.
-pub fn control_file(pkg: &PackageTree) -> String {
+pub fn control_file(pkg: &PackageTree) -> Result<String> {
     let mut c = String::new();
     let _ = writeln!(c, "Package: {}", pkg.name);
     let _ = writeln!(c, "Version: {}", pkg.version);
-    let _ = writeln!(c, "Architecture: all");
+    // A real package keeps its own Architecture and Multi-Arch: its scripts name it by
+    // them (`dpkg -L libpython3.11-minimal:amd64` in python3.11-minimal's postinst).
+    let (arch, multi_arch) = match &pkg.control {
+        Some(path) => {
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("package {}: reading {}", pkg.name, path.display()))?;
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                    .map(|v| v.trim().to_string())
+            };
+            (
+                field("Architecture").unwrap_or_else(|| "all".into()),
+                field("Multi-Arch"),
+            )
+        }
+        None => ("all".to_string(), None),
+    };
+    let _ = writeln!(c, "Architecture: {arch}");
+    if let Some(m) = multi_arch {
+        let _ = writeln!(c, "Multi-Arch: {m}");
+    }
     let _ = writeln!(c, "Maintainer: pkgbench <pkgbench@localhost>");
     if !pkg.pre_depends.is_empty() {
         let _ = writeln!(c, "Pre-Depends: {}", pkg.pre_depends.join(", "));
@@ -578,7 +655,7 @@ pub fn control_file(pkg: &PackageTree) -> String {
         let _ = writeln!(c, "Depends: {}", pkg.depends.join(", "));
     }
     let _ = writeln!(c, "Description: {} as pkgbench's corpus holds it", pkg.name);
-    c
+    Ok(c)
 }
 
 /// The `ref-dpkg` reference, described for the catalog.
@@ -604,6 +681,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     make: Some(|o| {
         let mut model = DpkgModel::new();
         model.real_packages = o.chroot_maintainer_scripts;
+        model.base_root = o.base_root.clone();
         Box::new(model)
     }),
 };
@@ -622,9 +700,9 @@ impl DpkgModel {
         let debian = stage.join("DEBIAN");
         fs::create_dir(&debian).with_context(|| format!("creating {}", debian.display()))?;
         fs::set_permissions(&debian, fs::Permissions::from_mode(0o755))?;
-        fs::write(debian.join("control"), control_file(pkg))
+        fs::write(debian.join("control"), control_file(pkg)?)
             .with_context(|| format!("writing the control file of {}", pkg.name))?;
-        if !self.real_packages {
+        if !self.real_packages || self.base_root.is_some() {
             for name in SCRIPT_NAMES {
                 if let Some(script) = pkg.scripts.get(name) {
                     let dst = debian.join(name);
@@ -657,7 +735,14 @@ impl Model for DpkgModel {
 
     fn format_version(&self) -> u32 {
         // 2: setid bits cleared in the .debs; a flat apt repository (Packages, Release).
-        2
+        // 3: real packages keep their Architecture and Multi-Arch.
+        // 4: real packages on a base root: the .debs hold their real scripts and
+        // triggers (another mirror than the scriptless one of `--no-base-root`).
+        if self.real_packages && self.base_root.is_some() {
+            4
+        } else {
+            3
+        }
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
@@ -682,6 +767,15 @@ impl Model for DpkgModel {
     /// before installing (module doc).
     fn prepare(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<()> {
         self.versions()?;
+        self.base = None;
+        self.in_base.clear();
+        if let (Some(source), true) = (&self.base_root, self.real_packages) {
+            let root = ctx.target.join("root");
+            let base = crate::hooks::base::BaseState::copy_into(source, &root)?;
+            let order: Vec<usize> = (0..set.len()).collect();
+            self.in_base = base.split(set, &order)?.1;
+            self.base = Some(base);
+        }
         self.update_lists(ctx)?;
         self.prepared = Some(set.to_vec());
         Ok(())
@@ -699,7 +793,15 @@ impl Model for DpkgModel {
         }
         self.prepared = None;
         self.root = Some(ctx.target.join("root"));
-        let apt = self.apt_install(set, ctx)?;
+        // What the base already holds is not asked for, as a user would not.
+        let asked: Vec<Artifact> = (0..set.len())
+            .filter(|i| !self.in_base.contains(i))
+            .map(|i| set[i].clone())
+            .collect();
+        let apt = self.apt_install(&asked, ctx)?;
+        if self.base.is_some() {
+            self.owned = owned_paths(&AptDirs::of(&ctx.target, true).admin, set)?;
+        }
         for (phase, d) in apt.phases {
             times.add(&phase, d);
         }
@@ -729,10 +831,31 @@ impl Model for DpkgModel {
     }
 
     fn view(&self) -> View {
+        let root = self.root.clone().unwrap_or_default();
+        // On a base root, what the packages of the set do not own (the base's other
+        // packages, what scripts created) is beside the view, as for `hooks`.
+        let excluded = match (&self.base, &self.root) {
+            (Some(_), Some(root)) => crate::hooks::unowned_paths(root, &self.owned),
+            _ => Vec::new(),
+        };
         View {
-            root: self.root.clone().unwrap_or_default(),
+            root,
+            excluded,
             ..View::default()
         }
+    }
+
+    fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
+        Ok(match (&self.base, &self.root) {
+            (Some(base), Some(root)) => {
+                let (created, bytes) = base.created(root, &self.owned)?;
+                vec![
+                    ("hook_created_files_count", created.len() as f64),
+                    ("hook_created_bytes", bytes as f64),
+                ]
+            }
+            _ => Vec::new(),
+        })
     }
 
     fn notes(&self) -> Vec<String> {
@@ -741,8 +864,14 @@ impl Model for DpkgModel {
             notes.push("signatures not checked: an unsigned flat repository named [trusted=yes]; the hashes are (Release → Packages → each .deb, checked by apt as it copies it)".into());
             notes.push("apt-get update ran in prepare (untimed): the lists a user has before installing; the point release's versions are in the same index".into());
         }
-        if self.real_packages {
-            notes.push("real packages: the .debs hold no maintainer scripts or triggers: dpkg would run them chrooted into a root without /bin/sh until dash's postinst creates it, and real scripts never run on the host".into());
+        if self.real_packages && self.base.is_some() {
+            notes.push(format!(
+                "real packages on the base root {}: the .debs hold their real maintainer scripts and triggers, which dpkg runs chrooted into the root; {} packages of the set the base holds at the same version were not asked for",
+                self.base_root.as_deref().unwrap_or(Path::new("")).display(),
+                self.in_base.len()
+            ));
+        } else if self.real_packages {
+            notes.push("real packages without a base root: the .debs hold no maintainer scripts or triggers: dpkg would run them chrooted into a root without /bin/sh until dash's postinst creates it, and real scripts never run on the host".into());
         }
         notes
     }
@@ -755,6 +884,7 @@ impl Model for DpkgModel {
     fn teardown(&mut self) -> Result<()> {
         self.root = None;
         self.prepared = None;
+        self.owned.clear();
         Ok(())
     }
 }
@@ -774,8 +904,9 @@ mod tests {
             pre_depends: vec!["dpkg".into()],
             scripts: BTreeMap::new(),
             triggers: Vec::new(),
+            control: None,
         };
-        let c = control_file(&pkg);
+        let c = control_file(&pkg).unwrap();
         assert!(c.starts_with("Package: libfoo1\nVersion: 1:2.0-1\n"), "{c}");
         assert!(c.contains("\nDepends: libc6, zlib1g\n"), "{c}");
         assert!(c.contains("\nPre-Depends: dpkg\n"), "{c}");
@@ -783,7 +914,7 @@ mod tests {
 
     #[test]
     fn apt_and_dpkg_are_confined_to_the_target() {
-        let o = apt_options(Path::new("/t"), Durability::None, true);
+        let o = apt_options(Path::new("/t"), Durability::None, true, false);
         let values: Vec<&str> = o.iter().skip(1).step_by(2).map(String::as_str).collect();
         assert!(o.iter().step_by(2).all(|f| f == "-o"), "{o:?}");
         for want in [
@@ -801,10 +932,16 @@ mod tests {
         ] {
             assert!(values.contains(&want), "{want} missing: {values:?}");
         }
-        let full = apt_options(Path::new("/t"), Durability::Full, false);
+        let full = apt_options(Path::new("/t"), Durability::Full, false, false);
         assert!(!full
             .iter()
             .any(|v| v.contains("unsafe-io") || v.contains("chrootless")));
+        // On a base root: the root's own database, scripts chrooted.
+        let base = apt_options(Path::new("/t"), Durability::Native, false, true);
+        assert!(base.contains(&"Dir::State::status=/t/root/var/lib/dpkg/status".to_string()));
+        assert!(!base
+            .iter()
+            .any(|v| v.contains("--admindir") || v.contains("chrootless")));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct CorpusPackage {
     pub scripts: BTreeMap<String, PathBuf>,
     /// Trigger directives as in the manifest ("activate-noawait ldconfig").
     pub triggers: Vec<String>,
+    /// Real packages: the control stanza the `.deb` shipped (`control/control` beside
+    /// the package's root); `None` for generated packages.
+    pub control: Option<PathBuf>,
     /// Regular files and their bytes.
     pub files: u64,
     pub bytes: u64,
@@ -175,6 +178,11 @@ fn from_metadata(name: &str, dir: PathBuf, meta: cache::Metadata) -> Corpus {
         .packages
         .into_iter()
         .map(|m| CorpusPackage {
+            control: dir
+                .join(&m.root)
+                .parent()
+                .map(|p| p.join("control/control"))
+                .filter(|c| is_real(name) && c.is_file()),
             root: dir.join(&m.root),
             scripts: m
                 .scripts
