@@ -14,6 +14,7 @@
 mod cache;
 pub mod content;
 pub mod deb;
+mod deb_control;
 mod deb_members;
 mod generate;
 mod rng;
