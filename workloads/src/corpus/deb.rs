@@ -28,8 +28,8 @@
 //! project's policy for `.deb` input: a benchmark has no use for them and a hostile
 //! package should not leave a setuid binary in the cache). The number cleared is said on
 //! stderr and kept in `corpus.json`; the sticky bit and all other bits are kept. The
-//! control stanza must name a valid Package and Version, and Depends and Pre-Depends must
-//! hold valid package names.
+//! `control` file is read by dpkg's own rules (`deb_control`): one dpkg would refuse to
+//! unpack is refused, with its line and the rule it breaks.
 //!
 //! Hard links inside a `.deb` (perl's `/usr/bin/perl` and `perl5.36.0`) are materialised
 //! as separate files with the same contents: NAR cannot hold hard links, and the digest
@@ -37,8 +37,9 @@
 //! set) is refused with an error naming both packages.
 
 use super::cache::PackageMeta;
+use super::deb_control;
 use super::deb_members::{self, Archive};
-use crate::manifest::{check_package_name, parse_relations, resolve};
+use crate::manifest::{check_package_name, resolve};
 use crate::view::{digest_view, Entry, TreeDigest, ViewSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
@@ -55,7 +56,9 @@ pub const DEBIAN: &str = "debian";
 /// Selector prefix of a folder of `.deb` files.
 pub const DEBS: &str = "debs";
 /// Bumped whenever conversion would produce a different tree; part of the identity.
-const IMPORT_VERSION: u32 = 2;
+/// 3: control files read by dpkg's rules (`deb_control`: `Essential: Yes` counts, names
+/// folded to lower case).
+const IMPORT_VERSION: u32 = 3;
 const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
 
 /// Where a real corpus's `.deb` files come from.
@@ -354,19 +357,18 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
         Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root),
         "dpkg-deb -x (data files)",
     )?;
-    let stanza = read_control_file(&control, "control")?
+    // Bytes, not text: dpkg accepts a control file that is not UTF-8 (a Latin-1
+    // Description), and so does deb_control.
+    let stanza = read_control_bytes(&control, "control")?
         .ok_or_else(|| anyhow!("control.tar has no control file"))?;
-    let fields = parse_control(&stanza);
-    let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
-    let name = field("Package");
-    check_package_name(&name).context("control field Package")?;
-    let version = field("Version");
-    if version.is_empty() || version.contains(['/', '\0']) {
-        bail!("control field Version {version:?} is empty or holds '/'");
-    }
-    let depends = parse_relations(&field("Depends")).context("control field Depends")?;
-    let pre_depends =
-        parse_relations(&field("Pre-Depends")).context("control field Pre-Depends")?;
+    let deb_control::Control {
+        name,
+        version,
+        arch,
+        essential,
+        depends,
+        pre_depends,
+    } = deb_control::parse(&stanza)?;
     let tree = check_tree(&root)?;
     if tree.setid_cleared > 0 {
         eprintln!(
@@ -397,8 +399,8 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
         .map(|s| (s.to_string(), format!("{base}/control/{s}")))
         .collect();
     Ok(Converted {
-        arch: field("Architecture"),
-        essential: field("Essential") == "yes",
+        arch,
+        essential,
         name,
         version,
         depends,
@@ -412,9 +414,17 @@ fn convert(deb: &Path, pkgs: &Path, index: usize) -> Result<Converted> {
     })
 }
 
-/// The text of control file `name`, `None` when the package has none. The member list was
-/// checked (regular files only); the lstat here keeps a symlink from ever being followed.
+/// The text of control file `name`, `None` when the package has none.
 fn read_control_file(control: &Path, name: &str) -> Result<Option<String>> {
+    read_control_bytes(control, name)?
+        .map(|b| String::from_utf8(b).map_err(|_| anyhow!("control file {name} is not UTF-8")))
+        .transpose()
+}
+
+/// The bytes of control file `name`, `None` when the package has none. The member list
+/// was checked (regular files only); the lstat here keeps a symlink from ever being
+/// followed.
+fn read_control_bytes(control: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     let path = control.join(name);
     match fs::symlink_metadata(&path) {
         Ok(m) if m.is_file() => {}
@@ -422,7 +432,7 @@ fn read_control_file(control: &Path, name: &str) -> Result<Option<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("lstat {}", path.display())),
     }
-    fs::read_to_string(&path)
+    fs::read(&path)
         .map(Some)
         .with_context(|| format!("reading control file {name}"))
 }
@@ -503,7 +513,8 @@ fn unlink_hard_link(path: &Path, meta: &fs::Metadata) -> Result<()> {
     fs::rename(&copy, path).context("replacing it by the copy")
 }
 
-/// Fields of one deb822 stanza; continuation lines are joined with spaces.
+/// Fields of one stanza of `apt-cache show`'s output (apt's, from the signed index: not
+/// `.deb` input, which `deb_control` reads); continuation lines are joined with spaces.
 fn parse_control(stanza: &str) -> HashMap<String, String> {
     let mut fields: HashMap<String, String> = HashMap::new();
     let mut last: Option<String> = None;

@@ -15,6 +15,7 @@ pub mod base_root;
 mod cache;
 pub mod content;
 pub mod deb;
+mod deb_control;
 mod deb_members;
 mod generate;
 mod rng;
