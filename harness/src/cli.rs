@@ -54,6 +54,10 @@ pub enum Command {
         #[arg(long)]
         baseline: Option<String>,
     },
+    /// What maintainer scripts cost, per script: measure the real ones on real closures
+    /// (the table the embedded corpora's stand-ins replay), or --check the stand-ins
+    /// against that table.
+    HookCosts(HookCostsArgs),
     /// One self-contained report.html (tables, figures inline, warnings) of one or more
     /// runs, and their figures.
     Report {
@@ -176,6 +180,32 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 5)]
     pub lookup_samples: usize,
     /// Where results go (default results/runs/<UTC time>-<host>-sweep).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where corpora, mirrors and install targets live.
+    #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct HookCostsArgs {
+    /// Corpora, comma-separated. Measure: real closures (default
+    /// debian:python3,debian:qemu-system-x86); --check: an embedded corpus (default
+    /// debian-qemu).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Install the embedded corpus with its stand-ins and compare their cost per class
+    /// with the real scripts' (the committed table, or --table).
+    #[arg(long)]
+    pub check: bool,
+    /// The table --check compares with (default: the one built into the harness).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Cost passes per corpus (medians); one more pass counts processes under strace.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Where measure writes the table (workloads/data/hook-costs.tsv regenerates the
+    /// committed one); default: standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Where corpora, mirrors and install targets live.

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => commands::sweep::sweep(&args),
         Command::List => commands::list::list(),
         Command::Doctor(args) => commands::doctor::doctor(&args),
+        Command::HookCosts(args) => commands::hook_costs::hook_costs(&args),
         Command::Compare {
             base,
             new,

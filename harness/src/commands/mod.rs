@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod compare;
 pub mod doctor;
+pub mod hook_costs;
 pub mod list;
 pub mod plot;
 pub mod report;

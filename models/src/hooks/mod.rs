@@ -21,6 +21,7 @@
 pub(crate) mod base;
 pub mod database;
 pub mod obsolete;
+pub mod probe;
 pub mod scripts;
 pub mod triggers;
 mod upgrade;
@@ -83,6 +84,8 @@ pub struct HooksModel {
     pub base_root: Option<PathBuf>,
     /// The base as `prepare` put it into the target.
     base: Option<base::BaseState>,
+    /// When `Some`, every maintainer script's cost is measured (`harness hook-costs`).
+    pub probe: Option<std::sync::Arc<probe::ScriptProbe>>,
 }
 
 impl HooksModel {
@@ -263,6 +266,7 @@ impl Model for HooksModel {
         };
         self.notes.clear();
         let notes = std::cell::RefCell::new(Vec::new());
+        let probe = self.probe.clone();
         if !in_base.is_empty() {
             let names: Vec<&str> = in_base.iter().map(|&i| set[i].package.as_str()).collect();
             notes.borrow_mut().push(format!(
@@ -276,6 +280,7 @@ impl Model for HooksModel {
             root: &layout.root,
             admindir: &layout.admindir,
             chroot: self.chroot_scripts.then_some(&notes),
+            probe: probe.as_deref(),
         };
         let mut installed_paths: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
         for &i in &order {

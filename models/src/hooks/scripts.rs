@@ -32,6 +32,8 @@ pub struct HookEnv<'a> {
     /// `Some` for real packages: run chrooted into `root`, and record here every script
     /// skipped or failed, with the reason (module doc).
     pub chroot: Option<&'a RefCell<Vec<String>>>,
+    /// When `Some`, every script's cost is measured and recorded (`probe`).
+    pub probe: Option<&'a super::probe::ScriptProbe>,
 }
 
 /// Runs one maintainer script `script` of `package` as `NAME ARGS...`, e.g. `postinst
@@ -43,10 +45,50 @@ pub fn run_maintainer_script(
     script: &Path,
     args: &[&str],
 ) -> Result<()> {
-    if let Some(notes) = env.chroot {
-        return run_chrooted(env.root, package, name, script, args, notes);
+    match env.probe {
+        Some(probe) => {
+            let outside = !env.admindir.starts_with(env.root);
+            let roots: &[&Path] = if outside {
+                &[env.root, env.admindir]
+            } else {
+                &[env.root]
+            };
+            probe.measure(roots, package, name, args, env.chroot.is_some(), || {
+                run_script(
+                    env,
+                    package,
+                    name,
+                    script,
+                    args,
+                    probe.next_trace().as_deref(),
+                )
+            })
+        }
+        None => run_script(env, package, name, script, args, None),
     }
-    let output = Command::new(script)
+}
+
+/// [`run_maintainer_script`], under strace when `trace` names its summary file.
+fn run_script(
+    env: HookEnv<'_>,
+    package: &str,
+    name: &str,
+    script: &Path,
+    args: &[&str],
+    trace: Option<&Path>,
+) -> Result<()> {
+    if let Some(notes) = env.chroot {
+        return run_chrooted(env.root, package, name, script, args, notes, trace);
+    }
+    let mut command = match trace {
+        Some(trace) => {
+            let mut c = super::probe::strace_command(trace);
+            c.arg(script);
+            c
+        }
+        None => Command::new(script),
+    };
+    let output = command
         .args(args)
         .env_clear()
         .env(
@@ -93,6 +135,7 @@ fn run_chrooted(
     script: &Path,
     args: &[&str],
     notes: &RefCell<Vec<String>>,
+    trace: Option<&Path>,
 ) -> Result<()> {
     let call = format!("package {package}: {name} {}", shell_words(args));
     let root_c = std::ffi::CString::new(root.as_os_str().as_bytes())
@@ -101,8 +144,10 @@ fn run_chrooted(
     // its path as the chroot sees it, exactly as dpkg runs it: the kernel reads its `#!`
     // line inside the root, and `$0` names it (debconf's confmodule re-executes `$0`).
     if let Ok(inside) = script.strip_prefix(root) {
-        let mut command = Command::new(Path::new("/").join(inside));
+        let program = Path::new("/").join(inside);
+        let mut command = chrooted_command(root, &program, trace);
         command.args(args).stdin(Stdio::null());
+        let root_c = Some(root_c).filter(|_| trace.is_none());
         return run_in_chroot(command, root_c, package, name, &call, "the script", notes);
     }
     let mut first = String::new();
@@ -132,18 +177,34 @@ fn run_chrooted(
             return Ok(());
         }
     };
-    let mut command = Command::new(&interpreter);
+    let mut command = chrooted_command(root, Path::new(&interpreter), trace);
     command.args(flag).arg(stdin_flag).args(args).stdin(
         File::open(script).with_context(|| format!("{call}: opening {}", script.display()))?,
     );
+    let root_c = Some(root_c).filter(|_| trace.is_none());
     run_in_chroot(command, root_c, package, name, &call, &interpreter, notes)
+}
+
+/// `program` to run inside `root`: itself (chrooted by `run_in_chroot`), or, under
+/// strace, `strace ... chroot ROOT program` (the tracer stays on the host).
+fn chrooted_command(root: &Path, program: &Path, trace: Option<&Path>) -> Command {
+    match trace {
+        Some(trace) => {
+            let mut c = super::probe::strace_command(trace);
+            c.arg("chroot").arg(root).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 /// Runs `command` chrooted into `root` with dpkg's environment for a chrooted script;
 /// records a script that cannot start or fails in `notes` (module doc).
+/// `root_c`: the root to chroot into in the child; `None` when the command does it
+/// itself (`chroot` under strace).
 fn run_in_chroot(
     mut command: Command,
-    root_c: std::ffi::CString,
+    root_c: Option<std::ffi::CString>,
     package: &str,
     name: &str,
     call: &str,
@@ -171,13 +232,15 @@ fn run_in_chroot(
     // SAFETY: between fork and exec only chroot(2) and chdir(2), async-signal-safe, on
     // memory allocated before the fork. The interpreter's absolute path is then looked up
     // inside the root by execve: the host's shell is never used.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    if let Some(root_c) = root_c {
+        unsafe {
+            command.pre_exec(move || {
+                if libc::chroot(root_c.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     match command.output() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => notes.borrow_mut().push(format!(
@@ -232,6 +295,7 @@ mod tests {
             root: dir.path(),
             admindir: dir.path(),
             chroot: None,
+            probe: None,
         };
         run_maintainer_script(env, "libfoo", "postinst", &s, &["configure"]).unwrap();
         let seen = fs::read_to_string(out).unwrap();
@@ -251,6 +315,7 @@ mod tests {
             root: dir.path(),
             admindir: dir.path(),
             chroot: None,
+            probe: None,
         };
         let err = run_maintainer_script(env, "libfoo", "postinst", &s, &["configure"])
             .unwrap_err()

@@ -142,10 +142,12 @@ impl HooksModel {
         })?;
         let info = db.info_dir();
         let notes = RefCell::new(Vec::new());
+        let probe = self.probe.clone();
         let env = HookEnv {
             root: &layout.root,
             admindir: &layout.admindir,
             chroot: self.chroot_scripts.then_some(&notes),
+            probe: probe.as_deref(),
         };
         let hooks = !self.skip_hooks;
         let sync_list = ctx.durability != Durability::None;

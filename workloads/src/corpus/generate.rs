@@ -17,7 +17,8 @@
 
 use super::cache::PackageMeta;
 use super::content::write_content;
-use super::script::maintainer_script;
+use super::hook_costs::{self, ScriptCost};
+use super::script::calibrated_script;
 use crate::manifest::{resolve, EntryKind, Package};
 use crate::view::{digest_view, Entry, TreeDigest, ViewSpec};
 use anyhow::{anyhow, bail, Context, Result};
@@ -160,8 +161,17 @@ fn link_group_seeds(p: &Package) -> HashMap<&str, &str> {
     seeds
 }
 
-/// Writes the package's maintainer scripts (executable) and returns name → path relative
-/// to `dir`.
+/// The cost table the stand-ins replay, parsed once.
+fn cost_table() -> Result<&'static [ScriptCost]> {
+    static TABLE: std::sync::OnceLock<Result<Vec<ScriptCost>, String>> = std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(|| hook_costs::table().map_err(|e| format!("{e:#}")))
+        .as_deref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Writes the package's maintainer scripts (executable), stand-ins calibrated from the
+/// real scripts' measured cost (`script`), and returns name → path relative to `dir`.
 fn write_scripts(dir: &Path, base: &str, p: &Package) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     if p.maintainer_scripts.is_empty() {
@@ -169,9 +179,14 @@ fn write_scripts(dir: &Path, base: &str, p: &Package) -> Result<BTreeMap<String,
     }
     let control = dir.join(base).join("control");
     fs::create_dir(&control).with_context(|| format!("creating {}", control.display()))?;
+    let table = cost_table()?;
     for (name, size) in &p.maintainer_scripts {
         let path = control.join(name);
-        fs::write(&path, maintainer_script(*size))
+        let costs: Vec<&ScriptCost> = table
+            .iter()
+            .filter(|c| c.package == p.name && c.script == *name)
+            .collect();
+        fs::write(&path, calibrated_script(*size, &costs))
             .with_context(|| format!("writing {}", path.display()))?;
         fs::set_permissions(&path, Permissions::from_mode(0o755))
             .with_context(|| format!("chmod 755 {}", path.display()))?;

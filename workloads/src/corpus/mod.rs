@@ -18,6 +18,7 @@ pub mod deb;
 mod deb_control;
 mod deb_members;
 mod generate;
+pub mod hook_costs;
 mod rng;
 pub mod script;
 mod source;
@@ -31,7 +32,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever generation would produce different bytes; part of the cache key.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
 /// The corpus `harness run` uses when none is named.
 pub const DEFAULT: &str = source::QEMU;
