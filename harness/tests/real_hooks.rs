@@ -1,7 +1,8 @@
 //! Real maintainer scripts on a base system (`workloads::corpus::base_root`), through
 //! `harness run` as a user types it: every script of `debian:python3` runs chrooted into
 //! a minbase root of the host's suite (none skipped, none failed), in `hooks` and in real
-//! dpkg (`ref-dpkg`), `python3` starts in both views, and what the scripts created is
+//! dpkg (`ref-dpkg`), at install and at the point release's upgrade, `python3` starts in
+//! both views, and what the scripts created is
 //! counted, not digested (the same count for both); a script that creates
 //! a file is counted exactly; a script that changes a file its package ships makes the
 //! view differ, and the model fails with that path.
@@ -197,7 +198,7 @@ fn real_scripts_run_chrooted_on_the_base_root_needs_root() {
         &dir.path().join("out-python3"),
         "hooks,ref-dpkg",
         "debian:python3",
-        "install,exec",
+        "install,upgrade,exec",
     ) else {
         return;
     };
@@ -210,6 +211,13 @@ fn real_scripts_run_chrooted_on_the_base_root_needs_root() {
             m["workloads"]["exec"]["status"], "ok",
             "{name}: {}",
             m["workloads"]["exec"]
+        );
+        // The point release's real scripts (prerm, preinst, postrm, postinst upgrade) ran
+        // too, and the view holds the new set.
+        assert_eq!(
+            m["workloads"]["upgrade"]["status"], "ok",
+            "{name}: {}",
+            m["workloads"]["upgrade"]
         );
         let all = notes(m);
         assert!(

@@ -47,7 +47,7 @@ fn fixture() -> Fixture {
     let mut new = trees[1].clone();
     new.version = "2".into();
     new.root = base.join("pkgs/tool-2");
-    workloads::corpus::upgrade::new_version(&trees[1].root, &new.root, "tool").unwrap();
+    workloads::corpus::upgrade::new_version(&trees[1].root, &new.root, "tool", false).unwrap();
     let mut upgraded = TreeDigest::default();
     for root in [&trees[0].root, &new.root] {
         upgraded

@@ -485,7 +485,11 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
     let mut mirror_key = bench.corpus_key.to_string();
     if let Some(upgrade) = &bench.upgrade {
         trees.extend_from_slice(upgrade.trees);
-        mirror_key.push_str("+upgrade");
+        // With the point release's own version: a rebuilt release is another mirror.
+        mirror_key.push_str(&format!(
+            "+upgrade-g{}",
+            workloads::corpus::upgrade::UPGRADE_VERSION
+        ));
     }
     let pb = bar(&format!("pack {}", info.name), trees.len() as u64);
     let mirror = prepare_mirror(

@@ -827,7 +827,13 @@ impl Model for DpkgModel {
                 );
             }
         }
-        self.apt_install(to, ctx)
+        let times = self.apt_install(to, ctx)?;
+        if self.base.is_some() {
+            // The new versions own other paths (one gone, one new): dpkg's lists say which.
+            let after = crate::upgraded_set(installed, to);
+            self.owned = owned_paths(&AptDirs::of(&ctx.target, true).admin, &after)?;
+        }
+        Ok(times)
     }
 
     fn view(&self) -> View {

@@ -11,7 +11,12 @@
 //! - directories, symlinks, modes, maintainer scripts and triggers unchanged.
 //!
 //! So an upgrade replaces files, removes one and adds one per package: the three things
-//! a package manager's upgrade path does. Which packages: sorted by name, every tenth
+//! a package manager's upgrade path does. Real packages (`debian:PKG`, `debs:DIR`) keep
+//! working through it: their maintainer scripts run for real on a base root, and their
+//! programs, libraries and the shell libraries those scripts source must stay what they
+//! are. So in a real package only the documentation is rebuilt (`usr/share/doc`,
+//! `usr/share/man`, `usr/share/info`), and the file dropped is the smallest of those
+//! (none if it has none). Which packages: sorted by name, every tenth
 //! from the first (at least one). The new trees are built once per corpus into
 //! `CORPUS_DIR/upgrade-gN/` (built in a temporary directory, renamed into place whole).
 
@@ -24,7 +29,9 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever a new version would be built differently: part of the directory name.
-const UPGRADE_VERSION: u32 = 1;
+pub const UPGRADE_VERSION: u32 = 2;
+/// What a real package's new version may change: files no program runs or reads to work.
+const DOC_DIRS: [&str; 3] = ["usr/share/doc", "usr/share/man", "usr/share/info"];
 /// One package in this many is upgraded.
 const ONE_IN: usize = 10;
 /// Where each upgraded package puts its new file.
@@ -68,8 +75,13 @@ pub fn point_release(corpus: &Corpus) -> Result<PointRelease> {
             fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         }
         for pkg in &upgraded {
-            new_version(&pkg.root, &tmp.join(&pkg.name), &pkg.name)
-                .with_context(|| format!("building the new version of {}", pkg.name))?;
+            new_version(
+                &pkg.root,
+                &tmp.join(&pkg.name),
+                &pkg.name,
+                pkg.control.is_some(),
+            )
+            .with_context(|| format!("building the new version of {}", pkg.name))?;
         }
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         fs::rename(&tmp, &dir)
@@ -109,9 +121,12 @@ pub fn point_release(corpus: &Corpus) -> Result<PointRelease> {
 }
 
 /// Builds the new version of the package tree at `old` into `new` (see the module doc).
-pub fn new_version(old: &Path, new: &Path, name: &str) -> Result<()> {
+/// `real`: only documentation changes (module doc).
+pub fn new_version(old: &Path, new: &Path, name: &str, real: bool) -> Result<()> {
     let mut files = Vec::new();
     collect_files(old, Path::new(""), &mut files)?;
+    let changes = |rel: &Path| !real || DOC_DIRS.iter().any(|d| rel.starts_with(d));
+    files.retain(|(rel, _)| changes(rel));
     // The smallest regular file (ties: the first path) leaves, if one remains.
     let dropped = if files.len() >= 2 {
         files
@@ -121,7 +136,7 @@ pub fn new_version(old: &Path, new: &Path, name: &str) -> Result<()> {
     } else {
         None
     };
-    copy_tree(old, new, Path::new(""), name, dropped.as_deref())?;
+    copy_tree(old, new, Path::new(""), name, dropped.as_deref(), &changes)?;
     let news_dir = new.join(NEWS_DIR);
     fs::create_dir_all(&news_dir).with_context(|| format!("creating {}", news_dir.display()))?;
     let news = news_dir.join(name);
@@ -149,7 +164,14 @@ fn collect_files(dir: &Path, rel: &Path, out: &mut Vec<(PathBuf, u64)>) -> Resul
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path, rel: &Path, name: &str, dropped: Option<&Path>) -> Result<()> {
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    rel: &Path,
+    name: &str,
+    dropped: Option<&Path>,
+    changes: &dyn Fn(&Path) -> bool,
+) -> Result<()> {
     let meta = fs::symlink_metadata(from).with_context(|| format!("stat {}", from.display()))?;
     fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     fs::set_permissions(
@@ -163,7 +185,7 @@ fn copy_tree(from: &Path, to: &Path, rel: &Path, name: &str, dropped: Option<&Pa
         let rel = rel.join(entry.file_name());
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            copy_tree(&src, &dst, &rel, name, dropped)?;
+            copy_tree(&src, &dst, &rel, name, dropped, changes)?;
         } else if kind.is_symlink() {
             let target = fs::read_link(&src)?;
             symlink(&target, &dst).with_context(|| format!("creating {}", dst.display()))?;
@@ -172,7 +194,9 @@ fn copy_tree(from: &Path, to: &Path, rel: &Path, name: &str, dropped: Option<&Pa
                 continue;
             }
             let mut bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-            rebuild(&mut bytes, name, &rel);
+            if changes(&rel) {
+                rebuild(&mut bytes, name, &rel);
+            }
             fs::write(&dst, &bytes).with_context(|| format!("writing {}", dst.display()))?;
             let mode = entry.metadata()?.permissions().mode() & 0o7777;
             fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
@@ -204,6 +228,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_real_packages_new_version_changes_only_its_documentation() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fs::create_dir_all(old.join("usr/bin")).unwrap();
+        fs::create_dir_all(old.join("usr/share/doc/p")).unwrap();
+        fs::write(old.join("usr/bin/p"), b"#!/bin/sh\necho ok\n").unwrap();
+        fs::write(old.join("usr/share/doc/p/copyright"), b"c").unwrap();
+        fs::write(old.join("usr/share/doc/p/changelog"), vec![1u8; 5000]).unwrap();
+        let new = dir.path().join("new");
+        new_version(&old, &new, "p", true).unwrap();
+        assert_eq!(
+            fs::read(new.join("usr/bin/p")).unwrap(),
+            b"#!/bin/sh\necho ok\n"
+        );
+        assert!(
+            !new.join("usr/share/doc/p/copyright").exists(),
+            "the smallest doc leaves"
+        );
+        assert_ne!(
+            fs::read(new.join("usr/share/doc/p/changelog")).unwrap(),
+            vec![1u8; 5000]
+        );
+        assert!(new.join(NEWS_DIR).join("p").is_file());
+    }
+
+    #[test]
     fn a_new_version_changes_every_file_drops_the_smallest_and_adds_one() {
         let dir = tempfile::tempdir().unwrap();
         let old = dir.path().join("old");
@@ -214,7 +264,7 @@ mod tests {
         fs::write(old.join("usr/share/doc/p/copyright"), b"c").unwrap();
         symlink("p", old.join("usr/bin/q")).unwrap();
         let new = dir.path().join("new");
-        new_version(&old, &new, "p").unwrap();
+        new_version(&old, &new, "p", false).unwrap();
 
         let bin = fs::read(new.join("usr/bin/p")).unwrap();
         assert_eq!(bin.len(), 10_000);
@@ -237,7 +287,7 @@ mod tests {
         assert!(new.join(NEWS_DIR).join("p").is_file());
         // Deterministic: a second build is byte-identical.
         let again = dir.path().join("again");
-        new_version(&old, &again, "p").unwrap();
+        new_version(&old, &again, "p", false).unwrap();
         assert_eq!(fs::read(again.join("usr/bin/p")).unwrap(), bin);
     }
 }
