@@ -221,6 +221,35 @@ impl Model for NarModel {
         upgrade::upgrade(&layout, installed, to, ctx)
     }
 
+    /// Nix's next command after a kill: the profile link is the only commit (the new
+    /// generation's link is made under a temporary name and renamed over `default`), so
+    /// it names the old generation or the new one, each of valid paths only. Store paths
+    /// the kill left half restored (`.tmp`) or unregistered are outside every
+    /// generation; Nix deletes them on its next substitution or garbage collection, and
+    /// the view, the profile, never reaches them.
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<crate::Recovery> {
+        let _ = (installed, to);
+        let target = fs::canonicalize(&ctx.target)
+            .with_context(|| format!("resolving {}", ctx.target.display()))?;
+        let layout = Layout::new(&target);
+        let current = generations::current(&layout.profiles, PROFILE)
+            .context("nar: the profile the killed upgrade left")?;
+        let generations = generations::list(&layout.profiles, PROFILE)?;
+        self.layout = Some(layout);
+        Ok(crate::Recovery {
+            steps: vec![format!(
+                "profile {PROFILE} -> {} ({} generations)",
+                current.display(),
+                generations.len()
+            )],
+        })
+    }
+
     fn view(&self) -> View {
         self.layout.as_ref().map(Layout::view).unwrap_or_default()
     }
