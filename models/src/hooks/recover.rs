@@ -19,12 +19,14 @@
 //! after such a crash; apt's next `upgrade` finishes it (the harness's recovery check
 //! does that too, and the view is then the new set).
 //!
-//! Not recovered: pending triggers. dpkg records them in `status` (`Triggers-Pending`);
-//! this model's database does not, so a kill during the final triggers leaves them unrun
-//! (they write `ld.so.cache` and files under the admin directory, neither in the view).
+//! Then the pending triggers, as `dpkg --configure -a` runs them. dpkg records them in
+//! `status` (`Triggers-Pending`); this model's database does not, so the triggers of the
+//! upgrade's end run again for every package in its new version (a superset of what was
+//! pending: ldconfig's cache is rewritten, file triggers see the packages' whole lists).
 
 use super::database::{self, DpkgDatabase};
 use super::scripts::{run_maintainer_script, HookEnv};
+use super::upgrade::upgrade_triggers;
 use super::{HooksModel, Layout};
 use crate::{Artifact, Recovery, RunCtx};
 use anyhow::{bail, Context, Result};
@@ -94,11 +96,35 @@ impl HooksModel {
             }
         }
         db.checkpoint()?;
+        // The packages now in their new version: their triggers may be pending.
+        let upgraded: Vec<Artifact> = to
+            .iter()
+            .filter(|a| db.version(&a.package) == Some(a.version.as_str()))
+            .cloned()
+            .collect();
         drop(db);
         self.root = Some(layout.root.clone());
         if !reinstall.is_empty() {
             self.upgrade_packages(installed, &reinstall, ctx)
                 .context("hooks: reinstalling the half-installed packages")?;
+        }
+        if !self.skip_hooks && !upgraded.is_empty() {
+            // dpkg --configure -a runs the pending triggers. This database does not record
+            // which are pending, so the upgrade's end runs again for every upgraded
+            // package, its paths all those of its file list: a superset, and harmless
+            // (ldconfig rewrites its cache; a kill inside it leaves `ld.so.cache~`, which
+            // its rerun renames into place).
+            let db = DpkgDatabase::open(&layout.admindir)?;
+            let changed = upgraded
+                .iter()
+                .map(|a| db.read_file_list(&a.package))
+                .collect::<Result<Vec<_>>>()?;
+            upgrade_triggers(env, &info, installed, &upgraded, &changed)
+                .context("hooks: the upgrade's triggers, run again")?;
+            recovery.steps.push(format!(
+                "triggers of {} upgraded packages run again",
+                upgraded.len()
+            ));
         }
         Ok(recovery)
     }
