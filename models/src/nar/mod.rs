@@ -240,14 +240,27 @@ impl Model for NarModel {
         let current = generations::current(&layout.profiles, PROFILE)
             .context("nar: the profile the killed upgrade left")?;
         let generations = generations::list(&layout.profiles, PROFILE)?;
+        let mut steps = vec![format!(
+            "profile {PROFILE} -> {} ({} generations)",
+            current.display(),
+            generations.len()
+        )];
+        // What Nix's next substitution does first: a store entry that is no valid path
+        // (a restore or a user environment the kill cut short) is deleted, or building
+        // it again would find it in the way.
+        let db = StoreDb::create(&layout.db_dir, ctx.durability)?;
+        let store = &layout.store;
+        for entry in fs::read_dir(store).with_context(|| format!("reading {}", store.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", store.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !db.is_valid(&format!("{STORE_DIR}/{name}"))? {
+                remove_restored(&entry.path())
+                    .with_context(|| format!("deleting {}", entry.path().display()))?;
+                steps.push(format!("{name}: not a valid path: deleted"));
+            }
+        }
         self.layout = Some(layout);
-        Ok(crate::Recovery {
-            steps: vec![format!(
-                "profile {PROFILE} -> {} ({} generations)",
-                current.display(),
-                generations.len()
-            )],
-        })
+        Ok(crate::Recovery { steps })
     }
 
     fn view(&self) -> View {
