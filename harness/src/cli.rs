@@ -73,6 +73,11 @@ pub enum Command {
         #[arg(long)]
         compare: Option<PathBuf>,
     },
+    /// Recover what a `run` killed during its upgrade left in a model's target, as the
+    /// real tool's next run would, and say which set the recovered view holds (crash
+    /// trials; see harness/tests/crash_trials.rs).
+    #[command(hide = true)]
+    RecoverUpgrade(RecoverArgs),
     /// Pack a directory tree into an archive.
     Pack {
         /// Archive format (tar).
@@ -216,6 +221,23 @@ pub struct HookCostsArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorArgs {
     /// The work directory to check (as for `run`).
+    #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecoverArgs {
+    /// The model whose target (`WORK_DIR/targets/MODEL`) a killed run left.
+    #[arg(long)]
+    pub model: String,
+    /// The killed run's corpus.
+    #[arg(long)]
+    pub corpus: String,
+    /// After recovering a view that holds only part of the point release, upgrade the
+    /// rest (apt's next `upgrade`) and check the view is then the new set.
+    #[arg(long)]
+    pub complete: bool,
+    /// The killed run's work directory.
     #[arg(long, env = "PKGBENCH_WORK_DIR", default_value = "/var/tmp/pkgbench")]
     pub work_dir: PathBuf,
 }

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             out,
             baseline,
         } => commands::plot::plot(&results, baseline.as_deref(), &out),
+        Command::RecoverUpgrade(args) => commands::recover::recover_upgrade(&args),
         Command::Pack {
             format,
             src_dir,

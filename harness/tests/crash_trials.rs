@@ -14,7 +14,9 @@
 use harness::testing::loop_backing_files;
 use harness::testing::require_root;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +47,35 @@ impl Rng {
         let nanos = max.as_nanos().max(1) as u64;
         Duration::from_nanos(self.next() % nanos)
     }
+}
+
+/// Whether `PKGBENCH_CRASH_WORKLOAD` (install, upgrade or all, the default) asks for
+/// the trials of `workload`.
+fn workload_chosen(workload: &str) -> bool {
+    let chosen = std::env::var("PKGBENCH_CRASH_WORKLOAD").unwrap_or_else(|_| "all".into());
+    let yes = chosen == "all" || chosen == workload;
+    if !yes {
+        eprintln!("{workload} crash trials not chosen (PKGBENCH_CRASH_WORKLOAD={chosen})");
+    }
+    yes
+}
+
+/// Trials per model, the seed, and the built models chosen, from the environment.
+fn chosen() -> (usize, u64, Vec<String>) {
+    let trials_per_model: usize = env_or("PKGBENCH_CRASH_TRIALS", 5);
+    let seed: u64 = env_or("PKGBENCH_CRASH_SEED", 0x5eed_c0de);
+    let chosen: Vec<String> = match std::env::var("PKGBENCH_CRASH_MODELS") {
+        Ok(list) if list != "all" => list.split(',').map(str::to_string).collect(),
+        _ => MODELS.iter().map(|m| m.to_string()).collect(),
+    };
+    // Every chosen model that the catalog has built.
+    let built: Vec<String> = models::catalog()
+        .into_iter()
+        .filter(|m| m.make.is_some() && chosen.iter().any(|c| c == m.name))
+        .map(|m| m.name.to_string())
+        .collect();
+    assert!(!built.is_empty(), "none of {chosen:?} is built");
+    (trials_per_model, seed, built)
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -143,25 +174,35 @@ impl Trials {
         self.work.path().join("targets").join(model)
     }
 
-    fn spawn(&self, model: &str) -> Child {
+    fn spawn(&self, model: &str, workload: &str) -> Child {
         Command::new(env!("CARGO_BIN_EXE_harness"))
             .args(["run", "--model", model, "--corpus", &self.corpus])
-            .args(["--runs", "1", "--warmup", "0", "--workload", "install"])
+            .args(["--runs", "1", "--warmup", "0", "--workload", workload])
             .arg("--work-dir")
             .arg(self.work.path())
             .arg("--out")
             .arg(self.out(model))
+            .env("PKGBENCH_LOG_STEPS", "1")
+            // Its own process group: the kill takes the maintainer scripts and daemons
+            // the harness started with it, as a crash of the machine's session would.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     }
 
-    /// Runs to completion; asserts exit 0, status ok and the right view digest. Returns
-    /// the install's wall time.
+    /// Runs `install` to completion; asserts exit 0, status ok and the right view
+    /// digest. Returns the install's wall time.
     fn complete(&self, model: &str, what: &str) -> Duration {
+        self.complete_workloads(model, "install", what)
+    }
+
+    /// Runs `workloads` (`install` or `install,upgrade`) to completion; asserts exit 0,
+    /// status ok and the right view digests. Returns the last workload's wall time.
+    fn complete_workloads(&self, model: &str, workloads: &str, what: &str) -> Duration {
         let _ = fs::remove_file(self.out(model).join("results.json"));
-        let output = self.spawn(model).wait_with_output().unwrap();
+        let output = self.spawn(model, workloads).wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             output.status.success(),
@@ -178,7 +219,12 @@ impl Trials {
             result["reason"]
         );
         assert_eq!(result["digest_matches"], true, "{model} {what}: {result}");
-        let wall = result["workloads"]["install"]["metrics"]["wall_ns"]["median"]
+        let last = workloads.rsplit(',').next().unwrap_or(workloads);
+        assert_eq!(
+            result["workloads"][last]["status"], "ok",
+            "{model} {what}: {result}"
+        );
+        let wall = result["workloads"][last]["metrics"]["wall_ns"]["median"]
             .as_f64()
             .unwrap();
         Duration::from_nanos(wall as u64)
@@ -200,7 +246,7 @@ impl Trials {
             };
             unlinked && fs::read_dir(t).is_ok_and(|mut d| d.next().is_some())
         };
-        let mut child = self.spawn(model);
+        let mut child = self.spawn(model, "install");
         let start = Instant::now();
         while !began(&target) {
             if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(600) {
@@ -213,6 +259,71 @@ impl Trials {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         running
+    }
+
+    /// Starts `install,upgrade` and kills its whole process group (the harness, its
+    /// maintainer scripts, its FUSE daemon) `delay` after the harness announced the
+    /// upgrade on stderr, right before the upgrade's clock starts. Returns whether the
+    /// harness was still running when killed.
+    fn kill_during_upgrade(&self, model: &str, delay: Duration) -> bool {
+        let mut child = self.spawn(model, "install,upgrade");
+        let stderr = child.stderr.take().unwrap();
+        let (began_tx, began_rx) = std::sync::mpsc::channel();
+        // "harness: step: MODEL: run 1/1: upgrade"
+        let marker = format!("harness: step: {model}: ");
+        let reader = std::thread::spawn(move || {
+            let mut log = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.starts_with(&marker) && line.ends_with(": upgrade") {
+                    let _ = began_tx.send(());
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            log
+        });
+        let began = began_rx.recv_timeout(Duration::from_secs(600)).is_ok();
+        if began {
+            std::thread::sleep(delay);
+        }
+        let running = child.try_wait().unwrap().is_none();
+        // SAFETY: kill(2) of the process group the child leads (process_group(0)).
+        let killed = unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        assert!(
+            killed == 0 || !running,
+            "{model}: kill of the process group failed: {}",
+            std::io::Error::last_os_error()
+        );
+        child.wait().unwrap();
+        // The pipe closes once every process of the group is gone.
+        let log = reader.join().unwrap();
+        assert!(began, "{model}: the run never reached its upgrade:\n{log}");
+        running
+    }
+
+    /// `harness recover-upgrade --complete` on what the killed run left: its JSON line.
+    fn recover(&self, model: &str) -> serde_json::Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args([
+                "recover-upgrade",
+                "--model",
+                model,
+                "--corpus",
+                &self.corpus,
+            ])
+            .arg("--complete")
+            .arg("--work-dir")
+            .arg(self.work.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{model}: recover-upgrade: exit {}: {e}: stdout {stdout:?}, stderr {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
     }
 
     /// Entries the killed run left in its target, for the next run to clean.
@@ -238,19 +349,10 @@ fn root_install_killed_at_random_moments_recovers_with_the_right_digest_and_leak
     if !require_root(test) {
         return;
     }
-    let trials_per_model: usize = env_or("PKGBENCH_CRASH_TRIALS", 5);
-    let seed: u64 = env_or("PKGBENCH_CRASH_SEED", 0x5eed_c0de);
-    let chosen: Vec<String> = match std::env::var("PKGBENCH_CRASH_MODELS") {
-        Ok(list) if list != "all" => list.split(',').map(str::to_string).collect(),
-        _ => MODELS.iter().map(|m| m.to_string()).collect(),
-    };
-    // Every chosen model that the catalog has built.
-    let built: Vec<String> = models::catalog()
-        .into_iter()
-        .filter(|m| m.make.is_some() && chosen.iter().any(|c| c == m.name))
-        .map(|m| m.name.to_string())
-        .collect();
-    assert!(!built.is_empty(), "none of {chosen:?} is built");
+    if !workload_chosen("install") {
+        return;
+    }
+    let (trials_per_model, seed, built) = chosen();
     let before = host_state();
     let trials = Trials::new();
     let mut rng = Rng(seed);
@@ -301,5 +403,91 @@ fn root_install_killed_at_random_moments_recovers_with_the_right_digest_and_leak
     eprintln!(
         "crash trials: {}; leaked mounts and loop devices: 0",
         summary.join("; ")
+    );
+}
+
+/// The models whose real system upgrades one package at a time, with nothing making the
+/// set atomic: dpkg (apt's unpack and configure of each package) and distri (each
+/// package's image replaced on its own). A kill between two packages leaves some
+/// upgraded and some not, each whole: the real tool's own state, counted as `mixed`.
+/// `nar` (one profile switch) and `overlay` (one overlay mount) commit the whole set.
+const PER_PACKAGE: [&str; 2] = ["hooks", "fuse"];
+
+#[test]
+fn root_upgrade_killed_at_random_moments_recovers_to_the_old_or_the_new_set_and_leaks_nothing() {
+    let test = "root_upgrade_killed_at_random_moments_recovers_to_the_old_or_the_new_set_and_leaks_nothing";
+    if !require_root(test) || !workload_chosen("upgrade") {
+        return;
+    }
+    let (trials_per_model, seed, built) = chosen();
+    let trials = Trials::new();
+    // Another sequence than the install trials', replayable from the same seed.
+    let mut rng = Rng(seed ^ 0x0bad_cafe);
+    eprintln!(
+        "upgrade crash trials: seed {seed:#x}, {trials_per_model} per model, models {built:?}"
+    );
+    let mut table = vec![format!(
+        "{:<8} {:>6} {:>8} {:>8} {:>8} {:>6}",
+        "model", "trials", "killed", "old", "new", "mixed"
+    )];
+    for model in &built {
+        // A first complete run packs the mirror and measures the upgrade.
+        let upgrade = trials.complete_workloads(model, "install,upgrade", "first run");
+        let (mut killed_mid_run, mut old, mut new, mut mixed) = (0, 0, 0, 0);
+        for trial in 0..trials_per_model {
+            let delay = rng.below(upgrade);
+            let killed = trials.kill_during_upgrade(model, delay);
+            assert_eq!(
+                nothing_leaked(&trials.prefix),
+                Vec::<String>::new(),
+                "{model} trial {trial}: after the kill"
+            );
+            let line = trials.recover(model);
+            assert_eq!(
+                nothing_leaked(&trials.prefix),
+                Vec::<String>::new(),
+                "{model} trial {trial}: after the recovery"
+            );
+            let what = format!(
+                "{model} trial {trial}, killed {delay:?} into an upgrade of {upgrade:?}: {line}"
+            );
+            match line["state"].as_str() {
+                Some("old") => old += 1,
+                Some("new") => new += 1,
+                Some("mixed") => {
+                    assert!(
+                        PER_PACKAGE.contains(&model.as_str()),
+                        "{what}: a mix of the two sets from a model that commits the set at once"
+                    );
+                    mixed += 1;
+                }
+                _ => panic!("{what}: the recovered view is neither set"),
+            }
+            if line["state"] != "new" {
+                // The rest of the upgrade run again (apt's next upgrade) ends at the new set.
+                assert_eq!(line["completed"], true, "{what}");
+            }
+            killed_mid_run += usize::from(killed);
+            eprintln!(
+                "{model} trial {trial}: killed {delay:?} into an upgrade of {upgrade:?}{}: recovered {} ({}/{} upgraded; {}){}",
+                if killed { "" } else { " (it had already exited)" },
+                line["state"],
+                line["upgraded"],
+                line["of"],
+                line["steps"],
+                if line["completed"] == true { "; the rest upgraded: new set" } else { "" }
+            );
+        }
+        assert!(
+            killed_mid_run * 2 >= trials_per_model,
+            "{model}: only {killed_mid_run} of {trials_per_model} kills came before the harness exited"
+        );
+        table.push(format!(
+            "{model:<8} {trials_per_model:>6} {killed_mid_run:>8} {old:>8} {new:>8} {mixed:>6}"
+        ));
+    }
+    eprintln!(
+        "upgrade crash trials (recovered to old, to new, mixed: whole packages, some upgraded):\n{}\nleaked mounts, loop devices and FUSE daemons: 0",
+        table.join("\n")
     );
 }

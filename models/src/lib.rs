@@ -169,6 +169,26 @@ impl std::fmt::Display for UpgradeUnsupported {
 
 impl std::error::Error for UpgradeUnsupported {}
 
+/// The error of a model that has no recovery from an interrupted upgrade.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryUnsupported(pub &'static str);
+
+impl std::fmt::Display for RecoveryUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} has no recovery from an interrupted upgrade", self.0)
+    }
+}
+
+impl std::error::Error for RecoveryUnsupported {}
+
+/// What a model's recovery did to the state a killed upgrade left (`Model::recover_upgrade`).
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// One line per step the recovery took, as the real tool would report it
+    /// ("libc6: half-installed: reinstalled 2.36-9+pkgbench1").
+    pub steps: Vec<String>,
+}
+
 /// A packaging model. See the crate doc and ARCHITECTURE.md.
 pub trait Model: Send {
     /// Its catalog name (`INFO.name` of its module).
@@ -203,6 +223,22 @@ pub trait Model: Send {
     ) -> Result<PhaseTimes> {
         let _ = (installed, to, ctx);
         Err(anyhow::Error::new(UpgradeUnsupported(self.name())))
+    }
+    /// Recovers what an upgrade killed at any moment (SIGKILL of the process and its
+    /// children, so every mount and daemon of it is gone) left in `ctx.target`, as the
+    /// real tool's next run would (`dpkg --configure -a` and apt's rerun, Nix's next
+    /// command, a daemon started again on its image directory), on a fresh model that
+    /// has done nothing else; afterwards `view()` shows what that system would show.
+    /// `installed` and `to` are what the killed run installed and upgraded to. Needs
+    /// what `install` needs (root, a private mount namespace); `teardown` after it.
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<Recovery> {
+        let _ = (installed, to, ctx);
+        Err(anyhow::Error::new(RecoveryUnsupported(self.name())))
     }
     /// The view of the last install (or upgrade).
     fn view(&self) -> View;

@@ -151,3 +151,61 @@ pub fn artifact_for(pkg: &PackageTree, files: Vec<PathBuf>, mirror: &Path) -> Re
         triggers: pkg.triggers.clone(),
     })
 }
+
+/// One installed package's images in the image directory a killed upgrade left: its old
+/// version's and, when the upgrade has a new version of it, the new one's, each where
+/// it is in place under its final name. An image is renamed there only after it was
+/// copied and verified whole, so one in place is whole (a kill is no power cut: what
+/// was written before it stays in the page cache).
+#[derive(Debug)]
+pub struct ImagesLeft<'a> {
+    pub old: &'a Artifact,
+    pub old_image: Option<PathBuf>,
+    pub new: Option<&'a Artifact>,
+    pub new_image: Option<PathBuf>,
+}
+
+/// The images of every package of `installed` in `images` after a killed upgrade to
+/// `to`, in install order; removes what the killed run left half fetched
+/// (`.NAME.tmp`), which no system would ever mount.
+pub fn images_left<'a>(
+    installed: &'a [Artifact],
+    to: &'a [Artifact],
+    images: &Path,
+) -> Result<Vec<ImagesLeft<'a>>> {
+    for entry in fs::read_dir(images).with_context(|| format!("reading {}", images.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", images.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            fs::remove_file(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    let in_place = |art: &Artifact| -> Result<Option<PathBuf>> {
+        let rel = art
+            .files
+            .first()
+            .with_context(|| format!("{}: artifact lists no image", art.package))?;
+        let name = rel
+            .file_name()
+            .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+        let path = images.join(name);
+        Ok(path.is_file().then_some(path))
+    };
+    installed
+        .iter()
+        .map(|old| {
+            let new = to.iter().find(|n| n.package == old.package);
+            Ok(ImagesLeft {
+                old,
+                old_image: in_place(old)?,
+                new,
+                new_image: match new {
+                    Some(n) => in_place(n)?,
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}

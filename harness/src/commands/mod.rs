@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod hook_costs;
 pub mod list;
 pub mod plot;
+pub mod recover;
 pub mod report;
 pub mod run;
 pub mod sweep;

@@ -33,6 +33,10 @@ use workloads::corpus::{self, Corpus, GENERATOR_VERSION};
 use workloads::reads::{miss_list, COLD_READ_FILES};
 use workloads::view::Entry;
 
+/// `PKGBENCH_LOG_STEPS=1`: `harness run` prints every step of the measurement to stderr
+/// ("harness: step: MODEL: STEP") as it starts.
+pub const LOG_STEPS_VAR: &str = "PKGBENCH_LOG_STEPS";
+
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     // First, before any thread exists (see namespace.rs).
     let namespace = if is_root() {
@@ -558,6 +562,10 @@ pub fn measure_models(
     let iterations = bench.plan.warmup + bench.plan.runs;
     let rounds = order.rounds(measuring.len(), iterations);
     let sp = spinner("measure");
+    // Every step on its own line of stderr, written before the step starts: the crash
+    // trials wait for "upgrade" there to kill the run inside it (the spinner draws
+    // nothing without a terminal).
+    let log_steps = std::env::var_os(LOG_STEPS_VAR).is_some_and(|v| v == "1");
     let mut events: Vec<Event> = Vec::new();
     for (r, round) in rounds.iter().enumerate() {
         for &m in round {
@@ -577,6 +585,9 @@ pub fn measure_models(
             let setup = setup_of(mirror, target, bench);
             let name = info.name;
             run.step(model.as_mut(), &setup, caches, &mut events, &|step| {
+                if log_steps {
+                    eprintln!("harness: step: {name}: {step}");
+                }
                 sp.set_message(format!("round {}/{}: {name}: {step}", r + 1, rounds.len()))
             });
             // Nothing reads the events of a real run; keep them from growing.

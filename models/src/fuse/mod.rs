@@ -252,6 +252,60 @@ impl Model for FuseModel {
         Ok(times)
     }
 
+    /// distri after a kill: its daemon started again on the image directory serves each
+    /// package's newest image there (distri's exchange directories pick the newest
+    /// version of a package). The upgrade replaces one package at a time and deletes
+    /// the old image after the new one is served, so what is left is the first packages
+    /// of the release in their new version and the rest old, each image whole; an old
+    /// image the kill left beside its new one is deleted, as the upgrade would have.
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<crate::Recovery> {
+        if self.daemon.is_some() {
+            bail!("fuse: recovery on a model that has a daemon running");
+        }
+        let images = ctx.target.join("images");
+        let left = crate::mirror_files::images_left(installed, to, &images)?;
+        let mountpoint = ctx.target.join("ro");
+        std::fs::create_dir_all(&mountpoint)
+            .with_context(|| format!("creating {}", mountpoint.display()))?;
+        self.daemon = Some(Daemon::spawn(&mountpoint, self.options)?);
+        let mut recovery = crate::Recovery::default();
+        for l in &left {
+            let (art, image) = match (l.new, &l.new_image, &l.old_image) {
+                (Some(new), Some(image), old) => {
+                    if let Some(old) = old {
+                        std::fs::remove_file(old)
+                            .with_context(|| format!("removing {}", old.display()))?;
+                        recovery.steps.push(format!(
+                            "{}: old image {} removed beside the new one",
+                            l.old.package,
+                            old.display()
+                        ));
+                    }
+                    (new, image)
+                }
+                (_, _, Some(image)) => (l.old, image),
+                (_, _, None) => bail!(
+                    "fuse: no image of {} in {} after the kill",
+                    l.old.package,
+                    images.display()
+                ),
+            };
+            let name = image_name(image)?;
+            let Some(daemon) = &mut self.daemon else {
+                bail!("fuse: the daemon went away during the recovery");
+            };
+            daemon.add_image(image, &name)?;
+            self.images
+                .insert(art.package.clone(), (image.clone(), name));
+        }
+        Ok(recovery)
+    }
+
     fn view(&self) -> View {
         View {
             root: self

@@ -10,7 +10,7 @@
 //! `--force-unsafe-io` (which only skips the syncs of unpacked files), so they happen
 //! here under every durability.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,59 @@ impl DpkgDatabase {
             db.stanzas
                 .push((package.to_string(), format!("{}\n", stanza.trim_end())));
         }
+        db.replay_journal()?;
         Ok(db)
+    }
+
+    /// Applies the journal a run killed before its checkpoint left in `updates/`, in
+    /// order, as dpkg does when it loads its database: each entry is the latest state of
+    /// its package. An entry cut short by the kill (created, not yet written and synced:
+    /// no `Version` line, no final newline) never happened. The next checkpoint folds
+    /// the entries into `status` and removes them.
+    fn replay_journal(&mut self) -> Result<()> {
+        let dir = self.admindir.join("updates");
+        let mut numbered = Vec::new();
+        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let name = entry.file_name();
+            match name.to_str().and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => numbered.push((n, entry.path())),
+                None => bail!(
+                    "{}: not a journal entry of this database",
+                    entry.path().display()
+                ),
+            }
+        }
+        numbered.sort();
+        for (n, path) in numbered {
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key));
+            if let (Some(package), Some(_), Some(_), true) = (
+                field("Package: "),
+                field("Status: "),
+                field("Version: "),
+                text.ends_with('\n'),
+            ) {
+                let package = package.to_string();
+                match self.stanzas.iter_mut().find(|(p, _)| *p == package) {
+                    Some((_, s)) => *s = text,
+                    None => self.stanzas.push((package, text)),
+                }
+            }
+            self.next_update = self.next_update.max(n + 1);
+        }
+        Ok(())
+    }
+
+    /// The state the database records for `package` ("installed", "half-installed",
+    /// ...), the last word of its `Status` field.
+    pub fn state(&self, package: &str) -> Option<&str> {
+        let (_, stanza) = self.stanzas.iter().find(|(p, _)| p == package)?;
+        stanza
+            .lines()
+            .find_map(|l| l.strip_prefix("Status: "))
+            .and_then(|s| s.split_whitespace().last())
     }
 
     pub fn info_dir(&self) -> PathBuf {
@@ -137,7 +189,13 @@ impl DpkgDatabase {
         fs::rename(&tmp, &path).with_context(|| format!("renaming {}", path.display()))?;
         for n in 0..self.next_update {
             let update = self.admindir.join("updates").join(format!("{n:04}"));
-            fs::remove_file(&update).with_context(|| format!("removing {}", update.display()))?;
+            match fs::remove_file(&update) {
+                Ok(()) => {}
+                // A replayed journal may have gaps (an entry removed by a checkpoint the
+                // kill cut short).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", update.display())),
+            }
         }
         self.next_update = 0;
         Ok(())
@@ -185,6 +243,33 @@ mod tests {
         assert!(
             status.contains("Package: b\nStatus: install ok unpacked\n"),
             "{status}"
+        );
+    }
+
+    #[test]
+    fn a_killed_runs_journal_is_replayed_and_a_torn_entry_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = DpkgDatabase::new(dir.path()).unwrap();
+        db.note_status("a", "1", "installed").unwrap();
+        db.note_status("b", "1", "installed").unwrap();
+        db.checkpoint().unwrap();
+        let mut db = DpkgDatabase::open(dir.path()).unwrap();
+        db.note_status("a", "1", "half-configured").unwrap();
+        db.note_status("a", "1", "half-installed").unwrap();
+        // Killed while writing the next entry: created, half written.
+        fs::write(dir.path().join("updates/0002"), "Package: b\nStatus: inst").unwrap();
+        drop(db);
+        let mut db = DpkgDatabase::open(dir.path()).unwrap();
+        assert_eq!(db.state("a"), Some("half-installed"));
+        assert_eq!(db.state("b"), Some("installed"));
+        db.note_status("a", "2", "installed").unwrap();
+        assert!(dir.path().join("updates/0003").exists());
+        db.checkpoint().unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("updates")).unwrap().count(), 0);
+        let db = DpkgDatabase::open(dir.path()).unwrap();
+        assert_eq!(
+            (db.version("a"), db.state("a")),
+            (Some("2"), Some("installed"))
         );
     }
 

@@ -22,6 +22,7 @@ pub(crate) mod base;
 pub mod database;
 pub mod obsolete;
 pub mod probe;
+mod recover;
 pub mod scripts;
 pub mod triggers;
 mod upgrade;
@@ -410,6 +411,15 @@ impl Model for HooksModel {
         ctx: &RunCtx,
     ) -> Result<PhaseTimes> {
         self.upgrade_packages(installed, to, ctx)
+    }
+
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<crate::Recovery> {
+        self.recover(installed, to, ctx)
     }
 
     fn view(&self) -> View {

@@ -268,34 +268,9 @@ impl HooksModel {
         }
 
         if hooks {
-            // Every installed package's interests, but only the new versions' activations
-            // and paths: the packages left alone changed nothing.
-            let order = install_order(installed);
-            let mut directives: Vec<Vec<String>> = Vec::with_capacity(installed.len());
-            let mut upgraded: Vec<Option<usize>> = Vec::with_capacity(installed.len());
-            for art in installed {
-                let position = to.iter().position(|n| n.package == art.package);
-                directives.push(match position {
-                    Some(j) => to[j].triggers.clone(),
-                    None => interests_only(art)?,
-                });
-                upgraded.push(position);
-            }
-            let packages: Vec<TriggerPackage> = order
-                .iter()
-                .map(|&k| TriggerPackage {
-                    name: &installed[k].package,
-                    directives: &directives[k],
-                    postinst: Some(database::control_path(
-                        &info,
-                        &installed[k].package,
-                        "postinst",
-                    ))
-                    .filter(|p| p.exists()),
-                    paths: upgraded[k].map_or(&[][..], |j| &changed[j]),
-                })
-                .collect();
-            times.time("triggers", || process_triggers(env, &packages))?;
+            times.time("triggers", || {
+                upgrade_triggers(env, &info, installed, to, &changed)
+            })?;
             self.record(Step::Triggers);
         }
         self.notes.extend(notes.borrow_mut().drain(..));
@@ -308,6 +283,44 @@ impl HooksModel {
             .collect();
         Ok(times)
     }
+}
+
+/// The triggers an upgrade runs once at its end: every installed package's interests,
+/// but only the new versions' activations and paths (`changed[j]`: what the upgrade of
+/// `to[j]` wrote or removed): the packages left alone changed nothing.
+pub(super) fn upgrade_triggers(
+    env: HookEnv<'_>,
+    info: &Path,
+    installed: &[Artifact],
+    to: &[Artifact],
+    changed: &[Vec<PathBuf>],
+) -> Result<()> {
+    let order = install_order(installed);
+    let mut directives: Vec<Vec<String>> = Vec::with_capacity(installed.len());
+    let mut upgraded: Vec<Option<usize>> = Vec::with_capacity(installed.len());
+    for art in installed {
+        let position = to.iter().position(|n| n.package == art.package);
+        directives.push(match position {
+            Some(j) => to[j].triggers.clone(),
+            None => interests_only(art)?,
+        });
+        upgraded.push(position);
+    }
+    let packages: Vec<TriggerPackage> = order
+        .iter()
+        .map(|&k| TriggerPackage {
+            name: &installed[k].package,
+            directives: &directives[k],
+            postinst: Some(database::control_path(
+                info,
+                &installed[k].package,
+                "postinst",
+            ))
+            .filter(|p| p.exists()),
+            paths: upgraded[k].map_or(&[][..], |j| &changed[j]),
+        })
+        .collect();
+    process_triggers(env, &packages).map(drop)
 }
 
 /// Unpacks a new version's archive over the installed files, as an install unpacks.

@@ -221,6 +221,48 @@ impl Model for NarModel {
         upgrade::upgrade(&layout, installed, to, ctx)
     }
 
+    /// Nix's next command after a kill: the profile link is the only commit (the new
+    /// generation's link is made under a temporary name and renamed over `default`), so
+    /// it names the old generation or the new one, each of valid paths only. Store paths
+    /// the kill left half restored (`.tmp`) or unregistered are outside every
+    /// generation; Nix deletes them on its next substitution or garbage collection, and
+    /// the view, the profile, never reaches them.
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<crate::Recovery> {
+        let _ = (installed, to);
+        let target = fs::canonicalize(&ctx.target)
+            .with_context(|| format!("resolving {}", ctx.target.display()))?;
+        let layout = Layout::new(&target);
+        let current = generations::current(&layout.profiles, PROFILE)
+            .context("nar: the profile the killed upgrade left")?;
+        let generations = generations::list(&layout.profiles, PROFILE)?;
+        let mut steps = vec![format!(
+            "profile {PROFILE} -> {} ({} generations)",
+            current.display(),
+            generations.len()
+        )];
+        // What Nix's next substitution does first: a store entry that is no valid path
+        // (a restore or a user environment the kill cut short) is deleted, or building
+        // it again would find it in the way.
+        let db = StoreDb::create(&layout.db_dir, ctx.durability)?;
+        let store = &layout.store;
+        for entry in fs::read_dir(store).with_context(|| format!("reading {}", store.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", store.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !db.is_valid(&format!("{STORE_DIR}/{name}"))? {
+                remove_restored(&entry.path())
+                    .with_context(|| format!("deleting {}", entry.path().display()))?;
+                steps.push(format!("{name}: not a valid path: deleted"));
+            }
+        }
+        self.layout = Some(layout);
+        Ok(crate::Recovery { steps })
+    }
+
     fn view(&self) -> View {
         self.layout.as_ref().map(Layout::view).unwrap_or_default()
     }

@@ -197,6 +197,81 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
     make: Some(|_| Box::new(OverlayModel::new())),
 };
 
+impl OverlayModel {
+    /// Steps 2 to 4 of an install: each image of `set` (fetched to `images`) attached and
+    /// mounted as a layer, then the overlay of them all at the state's view.
+    fn mount_view(
+        &mut self,
+        set: &[Artifact],
+        fetched: Vec<PathBuf>,
+        stacking: &Plan,
+        ctx: &RunCtx,
+        times: &mut PhaseTimes,
+    ) -> Result<()> {
+        let direct_io = self.direct_io;
+        let force_legacy_mount = self.force_legacy_mount;
+        let Some(state) = self.state.as_mut() else {
+            bail!("overlay: mounting a view without an install");
+        };
+        let layers = ctx.target.join("layers");
+        let view = state.view.clone();
+        for (i, (art, image)) in set.iter().zip(fetched).enumerate() {
+            let point = layers.join(i.to_string());
+            mount_layer(
+                &image,
+                &art.package,
+                &point,
+                direct_io,
+                times,
+                &mut state.mounts,
+            )?;
+            state.layers.push(Layer {
+                package: art.package.clone(),
+                image,
+                point,
+            });
+        }
+
+        let api = if force_legacy_mount {
+            MountApi::Legacy
+        } else {
+            MountApi::New
+        };
+        let lowers = lowers_of(&state.layers, ctx)?;
+        let group_root = ctx.target.join("groups");
+        let used = times.time("overlay", || {
+            mount_stack(
+                &lowers,
+                stacking,
+                &view,
+                &group_root,
+                api,
+                &mut state.mounts,
+                &mut state.overlays,
+            )
+        })?;
+        state.api = Some(used);
+        Ok(())
+    }
+}
+
+/// The highest upgrade generation whose mount points lie in `target` (`view-G`), or 0.
+fn generations_left(target: &Path) -> Result<usize> {
+    let mut highest = 0;
+    for entry in fs::read_dir(target).with_context(|| format!("reading {}", target.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", target.display()))?;
+        let name = entry.file_name();
+        if let Some(g) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("view-"))
+            .and_then(|g| g.parse::<usize>().ok())
+        {
+            highest = highest.max(g);
+        }
+    }
+    Ok(highest)
+}
+
 impl Model for OverlayModel {
     fn name(&self) -> &'static str {
         INFO.name
@@ -233,7 +308,7 @@ impl Model for OverlayModel {
         for dir in [&images, &layers, &view] {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let state = self.state.insert(Installed {
+        self.state = Some(Installed {
             view: view.clone(),
             mounts: Vec::new(),
             api: None,
@@ -257,43 +332,83 @@ impl Model for OverlayModel {
             times.time("fetch", || sync_dir(&images))?;
         }
 
-        for (i, (art, image)) in set.iter().zip(fetched).enumerate() {
-            let point = layers.join(i.to_string());
-            mount_layer(
-                &image,
-                &art.package,
-                &point,
-                self.direct_io,
-                &mut times,
-                &mut state.mounts,
-            )?;
-            state.layers.push(Layer {
-                package: art.package.clone(),
-                image,
-                point,
-            });
-        }
-
-        let api = if self.force_legacy_mount {
-            MountApi::Legacy
-        } else {
-            MountApi::New
-        };
-        let lowers = lowers_of(&state.layers, ctx)?;
-        let group_root = ctx.target.join("groups");
-        let used = times.time("overlay", || {
-            mount_stack(
-                &lowers,
-                &stacking,
-                &view,
-                &group_root,
-                api,
-                &mut state.mounts,
-                &mut state.overlays,
-            )
-        })?;
-        state.api = Some(used);
+        self.mount_view(set, fetched, &stacking, ctx, &mut times)?;
         Ok(times)
+    }
+
+    /// snapd after a kill: the upgrade's switch (its overlay mount) and every mount went
+    /// with the killed namespace; what is left is the image directory, and the view is
+    /// mounted again from it. The upgrade renames every new image into place before it
+    /// mounts the new view and deletes the replaced ones only after, so: every new
+    /// image in place means the upgrade had everything of its switch ready, and the
+    /// new set is mounted (the old images it had not released yet are deleted, its
+    /// release finished); otherwise the old set is mounted and the new images fetched
+    /// so far are deleted (its rollback). Either way one whole set, never a mix; each
+    /// chosen image is checked against the mirror's index before it is mounted.
+    fn recover_upgrade(
+        &mut self,
+        installed: &[Artifact],
+        to: &[Artifact],
+        ctx: &RunCtx,
+    ) -> Result<crate::Recovery> {
+        if self.state.is_some() {
+            bail!("overlay: recovery on a model that has a view mounted");
+        }
+        let images = ctx.target.join("images");
+        let left = crate::mirror_files::images_left(installed, to, &images)?;
+        let forward = left
+            .iter()
+            .all(|l| l.new.is_none() || l.new_image.is_some());
+        let mut recovery = crate::Recovery::default();
+        recovery.steps.push(
+            if forward {
+                "every new image in place: the new set (release finished)"
+            } else {
+                "not every new image in place: the old set (rolled back)"
+            }
+            .to_string(),
+        );
+        let mut set = Vec::with_capacity(left.len());
+        let mut paths = Vec::with_capacity(left.len());
+        for l in &left {
+            let (keep, drop) = match l.new {
+                Some(new) if forward => ((new, &l.new_image), &l.old_image),
+                Some(_) => ((l.old, &l.old_image), &l.new_image),
+                None => ((l.old, &l.old_image), &None),
+            };
+            let (art, Some(image)) = keep else {
+                bail!(
+                    "overlay: no image of {} {} in {} after the kill",
+                    keep.0.package,
+                    keep.0.version,
+                    images.display()
+                );
+            };
+            crate::mirror_files::verify_fetched(art, image).with_context(|| {
+                format!("overlay: the image of {} left by the kill", art.package)
+            })?;
+            if let Some(drop) = drop {
+                fs::remove_file(drop).with_context(|| format!("removing {}", drop.display()))?;
+                recovery.steps.push(format!("{} removed", drop.display()));
+            }
+            set.push(art.clone());
+            paths.push(image.clone());
+        }
+        let stacking = plan(set.len())?;
+        let view = ctx.target.join("view");
+        fs::create_dir_all(&view).with_context(|| format!("creating {}", view.display()))?;
+        self.state = Some(Installed {
+            view,
+            mounts: Vec::new(),
+            api: None,
+            layers: Vec::with_capacity(set.len()),
+            overlays: Vec::new(),
+            // Past the killed run's generations, whose empty mount points are left.
+            generation: generations_left(&ctx.target)?,
+        });
+        let mut times = PhaseTimes::default();
+        self.mount_view(&set, paths, &stacking, ctx, &mut times)?;
+        Ok(recovery)
     }
 
     fn upgrade(

@@ -91,16 +91,7 @@ pub fn point_release(corpus: &Corpus) -> Result<PointRelease> {
     let mut packages = Vec::with_capacity(upgraded.len());
     for old in upgraded {
         let root = dir.join(&old.name);
-        let before = digest_view(&ViewSpec::plain(&old.root))?;
-        let after = digest_view(&ViewSpec::plain(&root))
-            .with_context(|| format!("digesting the new version of {}", old.name))?;
-        // A package's own files and symlinks leave the view; directories may be shared.
-        for (path, entry) in &before.entries {
-            if !matches!(entry, Entry::Dir { .. }) {
-                digest.entries.remove(path);
-            }
-        }
-        digest.merge_package(after.clone(), &old.name)?;
+        let after = replace_package(&mut digest, old, &root)?;
         let (files, bytes) = after
             .entries
             .values()
@@ -118,6 +109,49 @@ pub fn point_release(corpus: &Corpus) -> Result<PointRelease> {
         });
     }
     Ok(PointRelease { packages, digest })
+}
+
+/// Replaces in `digest` the package `old` by its new version's tree at `new_root`;
+/// returns the new version's own digest.
+fn replace_package(
+    digest: &mut TreeDigest,
+    old: &CorpusPackage,
+    new_root: &Path,
+) -> Result<TreeDigest> {
+    let before = digest_view(&ViewSpec::plain(&old.root))?;
+    let after = digest_view(&ViewSpec::plain(new_root))
+        .with_context(|| format!("digesting the new version of {}", old.name))?;
+    // A package's own files and symlinks leave the view; directories may be shared.
+    for (path, entry) in &before.entries {
+        if !matches!(entry, Entry::Dir { .. }) {
+            digest.entries.remove(path);
+        }
+    }
+    digest.merge_package(after.clone(), &old.name)?;
+    Ok(after)
+}
+
+/// The view after an upgrade that got through only the first `count` new versions of
+/// `release` (in its order), each whole, the others still old: what a package manager
+/// that upgrades one package at a time (dpkg, distri) leaves when it stops between two.
+/// `count` 0 is the corpus's digest, `release.packages.len()` the release's.
+pub fn digest_after(corpus: &Corpus, release: &PointRelease, count: usize) -> Result<TreeDigest> {
+    if count > release.packages.len() {
+        bail!(
+            "the point release has {} packages, not {count}",
+            release.packages.len()
+        );
+    }
+    let mut digest = corpus.digest.clone();
+    for new in &release.packages[..count] {
+        let old = corpus
+            .packages
+            .iter()
+            .find(|p| p.name == new.name)
+            .with_context(|| format!("{} of the point release is not in the corpus", new.name))?;
+        replace_package(&mut digest, old, &new.root)?;
+    }
+    Ok(digest)
 }
 
 /// Builds the new version of the package tree at `old` into `new` (see the module doc).
