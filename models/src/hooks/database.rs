@@ -163,6 +163,18 @@ impl DpkgDatabase {
         control_path(&self.info_dir(), package, suffix)
     }
 
+    /// The file list of every package the status holds as installed: dpkg's file
+    /// database, which dpkg loads before it unpacks ("Reading database ...").
+    pub fn installed_file_lists(&self) -> Result<std::collections::HashMap<String, Vec<PathBuf>>> {
+        let mut out = std::collections::HashMap::new();
+        for (package, _) in &self.stanzas {
+            if self.state(package) == Some("installed") {
+                out.insert(package.clone(), self.read_file_list(package)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads `info/PACKAGE.list` back: the paths the installed version owns, in order.
     pub fn read_file_list(&self, package: &str) -> Result<Vec<PathBuf>> {
         use std::os::unix::ffi::OsStrExt;

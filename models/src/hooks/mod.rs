@@ -265,6 +265,13 @@ impl Model for HooksModel {
         } else {
             DpkgDatabase::new(&layout.admindir)?
         };
+        // On a base root dpkg first loads the file database of what is installed, as
+        // ref-dpkg's dpkg does; on an empty root there is none.
+        let mut base_lists = if self.base.is_some() {
+            times.time("database", || db.installed_file_lists())?
+        } else {
+            std::collections::HashMap::new()
+        };
         self.notes.clear();
         let notes = std::cell::RefCell::new(Vec::new());
         let probe = self.probe.clone();
@@ -360,9 +367,14 @@ impl Model for HooksModel {
             })?;
             installed_paths[i] = report.paths;
         }
-        // The packages the base holds own what its file lists say.
+        // The packages the base holds own what its file database says.
         for &i in &in_base {
-            installed_paths[i] = db.read_file_list(&set[i].package)?;
+            installed_paths[i] = base_lists.remove(&set[i].package).with_context(|| {
+                format!(
+                    "package {}: the base's dpkg database has no file list of it",
+                    set[i].package
+                )
+            })?;
         }
         self.owned = installed_paths
             .iter()
