@@ -152,7 +152,7 @@ fn walk(root: &Path, each: &mut dyn FnMut(&Path, &fs::Metadata)) -> Result<()> {
 
 /// Versions of the packages a dpkg `status` file lists as `install ok installed`, by
 /// name (the architecture qualifier is not part of dpkg's `Package` field).
-fn installed_versions(status: &str) -> Result<HashMap<String, String>> {
+pub(crate) fn installed_versions(status: &str) -> Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for stanza in status.split("\n\n").filter(|s| !s.trim().is_empty()) {
         let field = |name: &str| {

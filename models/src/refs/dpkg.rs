@@ -144,8 +144,12 @@ pub struct DpkgModel {
     base: Option<crate::hooks::base::BaseState>,
     /// The set's packages the base held, by index (not installed again).
     in_base: Vec<usize>,
-    /// Every path the set's packages own (dpkg's file lists), relative to the root.
-    owned: std::collections::HashSet<PathBuf>,
+    /// On a base root: dpkg's database and the set its file lists are read for, after
+    /// the install or upgrade (`owned`).
+    installed: Option<(PathBuf, Vec<Artifact>)>,
+    /// Every path the set's packages own (dpkg's file lists), relative to the root: read
+    /// once when the view or the counts are first asked for, after the clock stopped.
+    owned: std::sync::OnceLock<Result<std::collections::HashSet<PathBuf>, String>>,
     root: Option<PathBuf>,
     /// The set `prepare` updated the lists for.
     prepared: Option<Vec<Artifact>>,
@@ -284,18 +288,31 @@ fn apt_options(target: &Path, durability: Durability, chrootless: bool, base: bo
     o.into_iter().flat_map(|v| ["-o".to_string(), v]).collect()
 }
 
+impl DpkgModel {
+    /// What the installed set owns (the field's doc), read on first use.
+    fn owned(&self) -> Result<&std::collections::HashSet<PathBuf>> {
+        let (admin, set) = self
+            .installed
+            .as_ref()
+            .context("ref-dpkg: no install on a base root to list")?;
+        self.owned
+            .get_or_init(|| owned_paths(admin, set).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
 /// Every path (relative to the root) the file lists of `set`'s packages name, as dpkg
 /// wrote them into `admin/info/` (a base package's under its `:amd64` name).
 fn owned_paths(admin: &Path, set: &[Artifact]) -> Result<std::collections::HashSet<PathBuf>> {
-    let info = admin.join("info");
+    let db = crate::hooks::database::DpkgDatabase::open(admin)?;
     let mut owned = std::collections::HashSet::new();
     for art in set {
-        let list = crate::hooks::database::control_path(&info, &art.package, "list");
-        let text = fs::read_to_string(&list)
-            .with_context(|| format!("package {}: reading {}", art.package, list.display()))?;
-        for line in text.lines().filter(|l| *l != "/." && !l.is_empty()) {
-            if let Ok(rel) = Path::new(line).strip_prefix("/") {
-                owned.insert(rel.to_path_buf());
+        for path in db.read_file_list(&art.package)? {
+            if let Ok(rel) = path.strip_prefix("/") {
+                if !rel.as_os_str().is_empty() && rel != Path::new(".") {
+                    owned.insert(rel.to_path_buf());
+                }
             }
         }
     }
@@ -341,20 +358,11 @@ fn installed_in(status: &Path) -> Result<Vec<(String, String)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", status.display())),
     };
-    let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
-                .map(|v| v.trim().to_string())
-        };
-        if let (Some(p), Some(s), Some(v)) = (field("Package"), field("Status"), field("Version")) {
-            if s == "install ok installed" {
-                out.push((p, v));
-            }
-        }
-    }
+    let mut out: Vec<(String, String)> = crate::hooks::base::installed_versions(&text)
+        .with_context(|| format!("reading {}", status.display()))?
+        .into_iter()
+        .collect();
+    out.sort();
     Ok(out)
 }
 
@@ -800,7 +808,8 @@ impl Model for DpkgModel {
             .collect();
         let apt = self.apt_install(&asked, ctx)?;
         if self.base.is_some() {
-            self.owned = owned_paths(&AptDirs::of(&ctx.target, true).admin, set)?;
+            self.installed = Some((AptDirs::of(&ctx.target, true).admin, set.to_vec()));
+            self.owned = Default::default();
         }
         for (phase, d) in apt.phases {
             times.add(&phase, d);
@@ -831,7 +840,8 @@ impl Model for DpkgModel {
         if self.base.is_some() {
             // The new versions own other paths (one gone, one new): dpkg's lists say which.
             let after = crate::upgraded_set(installed, to);
-            self.owned = owned_paths(&AptDirs::of(&ctx.target, true).admin, &after)?;
+            self.installed = Some((AptDirs::of(&ctx.target, true).admin, after));
+            self.owned = Default::default();
         }
         Ok(times)
     }
@@ -841,7 +851,11 @@ impl Model for DpkgModel {
         // On a base root, what the packages of the set do not own (the base's other
         // packages, what scripts created) is beside the view, as for `hooks`.
         let excluded = match (&self.base, &self.root) {
-            (Some(_), Some(root)) => crate::hooks::unowned_paths(root, &self.owned),
+            // Unreadable lists leave nothing excluded: the digest then names what differs.
+            (Some(_), Some(root)) => match self.owned() {
+                Ok(owned) => crate::hooks::unowned_paths(root, owned),
+                Err(_) => Vec::new(),
+            },
             _ => Vec::new(),
         };
         View {
@@ -854,7 +868,7 @@ impl Model for DpkgModel {
     fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
         Ok(match (&self.base, &self.root) {
             (Some(base), Some(root)) => {
-                let (created, bytes) = base.created(root, &self.owned)?;
+                let (created, bytes) = base.created(root, self.owned()?)?;
                 vec![
                     ("hook_created_files_count", created.len() as f64),
                     ("hook_created_bytes", bytes as f64),
@@ -890,7 +904,8 @@ impl Model for DpkgModel {
     fn teardown(&mut self) -> Result<()> {
         self.root = None;
         self.prepared = None;
-        self.owned.clear();
+        self.installed = None;
+        self.owned = Default::default();
         Ok(())
     }
 }
