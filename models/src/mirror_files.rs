@@ -32,6 +32,19 @@ impl NativeSync {
     }
 }
 
+/// An image artifact's file on the mirror and its file name, which it keeps in the
+/// target's image directory.
+fn image_of(art: &Artifact) -> Result<(&Path, &std::ffi::OsStr)> {
+    let rel = art
+        .files
+        .first()
+        .with_context(|| format!("{}: artifact lists no image", art.package))?;
+    let name = rel
+        .file_name()
+        .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+    Ok((rel, name))
+}
+
 /// Fetches one image into the image directory and checks it, as snapd does before it
 /// mounts a snap: **fetch** copies it under a temporary name; **verify** reads it back
 /// and compares its sha256 and size with the mirror's index (`art.sha256`,
@@ -46,13 +59,7 @@ pub fn fetch_verified_image(
     sync: NativeSync,
     times: &mut PhaseTimes,
 ) -> Result<PathBuf> {
-    let rel = art
-        .files
-        .first()
-        .with_context(|| format!("{}: artifact lists no image", art.package))?;
-    let name = rel
-        .file_name()
-        .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+    let (rel, name) = image_of(art)?;
     let src = ctx.mirror.join(rel);
     let dst = images.join(name);
     let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
@@ -183,13 +190,7 @@ pub fn images_left<'a>(
         }
     }
     let in_place = |art: &Artifact| -> Result<Option<PathBuf>> {
-        let rel = art
-            .files
-            .first()
-            .with_context(|| format!("{}: artifact lists no image", art.package))?;
-        let name = rel
-            .file_name()
-            .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
+        let (_, name) = image_of(art)?;
         let path = images.join(name);
         Ok(path.is_file().then_some(path))
     };
