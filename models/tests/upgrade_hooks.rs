@@ -310,3 +310,49 @@ fn root_hooks_upgrade_refuses_a_file_of_another_package_and_keeps_the_old_versio
         model.teardown().unwrap();
     });
 }
+
+/// A file no package owns where the new version puts one is replaced, as dpkg replaces
+/// it: the reinstall of a half-installed package (after a killed upgrade) meets exactly
+/// that, the new files its cut unpack had already renamed into place.
+#[test]
+fn root_hooks_upgrade_replaces_a_file_no_package_owns() {
+    let test = "root_hooks_upgrade_replaces_a_file_no_package_owns";
+    if !require_root(test) {
+        return;
+    }
+    in_private_mount_namespace(test, || {
+        let work = tempfile::tempdir().unwrap();
+        let trees = work.path().join("trees");
+        let v1 = tree(&trees, "solo", "1", &[("usr/share/solo/data", "v1")]);
+        let v2 = tree(
+            &trees,
+            "solo",
+            "2",
+            &[("usr/share/solo/data", "v2"), ("usr/share/solo/new", "v2")],
+        );
+        let mirror = work.path().join("mirror");
+        fs::create_dir_all(&mirror).unwrap();
+        let mut model = HooksModel::new();
+        let installed = vec![model.pack(&v1, &mirror).unwrap()];
+        let to = vec![model.pack(&v2, &mirror).unwrap()];
+        let target = work.path().join("target");
+        let ctx = RunCtx {
+            target: target.clone(),
+            mirror,
+            durability: Durability::Native,
+            jobs: 1,
+        };
+        model.install(&installed, &ctx).unwrap();
+        let root = target.join("root");
+        fs::write(root.join("usr/share/solo/new"), "left by a killed unpack").unwrap();
+
+        model.upgrade(&installed, &to, &ctx).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("usr/share/solo/new")).unwrap(),
+            "v2"
+        );
+        let list = fs::read_to_string(target.join("var-lib-dpkg/info/solo.list")).unwrap();
+        assert!(list.lines().any(|l| l == "/usr/share/solo/new"), "{list}");
+        model.teardown().unwrap();
+    });
+}

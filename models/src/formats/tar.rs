@@ -34,9 +34,10 @@
 //! replaced; anything where a directory goes, or a directory where a file goes, is an
 //! error. Directories an archive needs but does not list are created with mode 0755.
 //! With [`UnpackOptions::refuse_overwrite`] an existing file or symlink is refused
-//! instead (dpkg's "trying to overwrite"), except, in [`unpack_upgrade`], one that the
-//! package's installed version owns: an upgrade replaces its own files, never another
-//! package's (the error then names the owner).
+//! instead (dpkg's "trying to overwrite"), except, in [`unpack_upgrade`], one that no
+//! other package owns: an upgrade replaces its own files and files no package owns (as
+//! dpkg does; a half-installed package's reinstall meets its own new files there),
+//! never another package's (the error then names the owner).
 //!
 //! Errors read `unpacking ARCHIVE: entry "NAME": PROBLEM`.
 //!

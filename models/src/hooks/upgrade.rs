@@ -9,8 +9,8 @@
 //! 2. the new version's `preinst upgrade OLD_VERSION`;
 //! 3. the new archive unpacked over the installed files exactly as an install unpacks
 //!    (`.dpkg-new`, synced per durability, renamed over the old file): a file of the
-//!    package's own old version is replaced, one of any other package is refused
-//!    ("trying to overwrite", naming the owner);
+//!    package's own old version (or of no package) is replaced, one of any other
+//!    package is refused ("trying to overwrite", naming the owner);
 //! 4. the old version's `postrm upgrade NEW_VERSION`;
 //! 5. the old version's paths the new one lacks removed ([`obsolete`](super::obsolete));
 //! 6. the new file list and maintainer scripts into the database, every status change

@@ -248,8 +248,11 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Whether a file or symlink already at `path` may be replaced: always without
-    /// `refuse_overwrite`; with it, only when the file database says the package being
-    /// unpacked owns it (an upgrade replacing its own file).
+    /// `refuse_overwrite`; with it, in an upgrade (the file database at hand), unless the
+    /// database says another package owns it. A file no package owns is replaced, as
+    /// dpkg replaces it: that is what the reinstall of a half-installed package meets,
+    /// the new files its killed unpack had already renamed into place. Without the
+    /// database (an install), anything in the way is refused.
     fn overwrite(&self, path: &RelPath) -> Overwrite<'a> {
         if !self.opts.refuse_overwrite {
             return Overwrite::Replace;
@@ -260,7 +263,7 @@ impl<'a> Unpacker<'a> {
         match owners.by_path.get(&path.to_listed()) {
             Some(owner) if owner == owners.package => Overwrite::Replace,
             Some(owner) => Overwrite::Refuse(Some(owner.as_str())),
-            None => Overwrite::Refuse(None),
+            None => Overwrite::Replace,
         }
     }
 
