@@ -163,16 +163,20 @@ impl DpkgDatabase {
         control_path(&self.info_dir(), package, suffix)
     }
 
+    /// The packages the status holds as installed, in its order.
+    pub fn installed_packages(&self) -> impl Iterator<Item = &str> {
+        self.stanzas
+            .iter()
+            .map(|(package, _)| package.as_str())
+            .filter(|package| self.state(package) == Some("installed"))
+    }
+
     /// The file list of every package the status holds as installed: dpkg's file
     /// database, which dpkg loads before it unpacks ("Reading database ...").
     pub fn installed_file_lists(&self) -> Result<std::collections::HashMap<String, Vec<PathBuf>>> {
-        let mut out = std::collections::HashMap::new();
-        for (package, _) in &self.stanzas {
-            if self.state(package) == Some("installed") {
-                out.insert(package.clone(), self.read_file_list(package)?);
-            }
-        }
-        Ok(out)
+        self.installed_packages()
+            .map(|package| Ok((package.to_string(), self.read_file_list(package)?)))
+            .collect()
     }
 
     /// Reads `info/PACKAGE.list` back: the paths the installed version owns, in order.

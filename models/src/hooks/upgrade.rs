@@ -44,8 +44,9 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-/// dpkg's file database in memory: every installed package's file list, and for each
-/// path its owner and how many packages list it.
+/// dpkg's file database in memory: every installed package's file list (on a base root
+/// the base's packages too, whose files the set may not take), and for each path its
+/// owner and how many packages list it.
 struct FileDb {
     lists: HashMap<String, Vec<PathBuf>>,
     owner: HashMap<PathBuf, String>,
@@ -59,9 +60,17 @@ impl FileDb {
             owner: HashMap::new(),
             listed: HashMap::new(),
         };
+        // The set's lists whatever state a killed run left them in (a half-installed
+        // package's reinstall needs its old list), then every other installed package's.
         for art in installed {
             let list = db.read_file_list(&art.package)?;
             files.add(&art.package, list);
+        }
+        for package in db.installed_packages() {
+            if !files.lists.contains_key(package) {
+                let list = db.read_file_list(package)?;
+                files.add(package, list);
+            }
         }
         Ok(files)
     }
@@ -275,9 +284,10 @@ impl HooksModel {
         }
         self.notes.extend(notes.borrow_mut().drain(..));
         times.time("database", || db.checkpoint())?;
-        self.owned = files
-            .lists
-            .values()
+        // What the set owns, not the base's other packages (the view's boundary).
+        self.owned = installed
+            .iter()
+            .filter_map(|art| files.lists.get(&art.package))
             .flatten()
             .filter_map(|p| p.strip_prefix("/").ok().map(Path::to_path_buf))
             .collect();
