@@ -310,7 +310,8 @@ fn owned_paths(admin: &Path, set: &[Artifact]) -> Result<std::collections::HashS
     for art in set {
         for path in db.read_file_list(&art.package)? {
             if let Ok(rel) = path.strip_prefix("/") {
-                if !rel.as_os_str().is_empty() && rel != Path::new(".") {
+                // dpkg's `/.` line strips to the empty path (Path drops the `.`).
+                if !rel.as_os_str().is_empty() {
                     owned.insert(rel.to_path_buf());
                 }
             }
