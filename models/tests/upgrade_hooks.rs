@@ -8,7 +8,7 @@ use models::conformance::testing::{
     in_private_mount_namespace, require_root, upgrade_fixture, PackageBuilder,
 };
 use models::hooks::{HooksModel, Step};
-use models::{Durability, Model, PackageTree, RunCtx};
+use models::{Artifact, Durability, Model, PackageTree, RunCtx};
 use std::fs;
 use std::path::{Path, PathBuf};
 use workloads::corpus::upgrade::NEWS_DIR;
@@ -217,6 +217,32 @@ fn tree(dir: &Path, name: &str, version: &str, files: &[(&str, &str)]) -> Packag
         .build(dir)
 }
 
+/// `installed` and `to` packed into a mirror under `work`, and the context of a target
+/// beside it (durability native, one job).
+fn packed(
+    model: &mut HooksModel,
+    work: &Path,
+    installed: &[&PackageTree],
+    to: &[&PackageTree],
+) -> (Vec<Artifact>, Vec<Artifact>, RunCtx) {
+    let mirror = work.join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let pack = |trees: &[&PackageTree]| -> Vec<Artifact> {
+        trees
+            .iter()
+            .map(|t| model.pack(t, &mirror).unwrap())
+            .collect()
+    };
+    let (installed, to) = (pack(installed), pack(to));
+    let ctx = RunCtx {
+        target: work.join("target"),
+        mirror,
+        durability: Durability::Native,
+        jobs: 1,
+    };
+    (installed, to, ctx)
+}
+
 /// dpkg's "trying to overwrite" holds in an upgrade too: a new version may replace its
 /// own files but not another package's. The upgrade fails naming both packages and the
 /// file, dpkg's unwinding scripts run, and the installed version stays as it was.
@@ -248,21 +274,10 @@ fn root_hooks_upgrade_refuses_a_file_of_another_package_and_keeps_the_old_versio
                 ("usr/bin/first-tool", "second"),
             ],
         );
-        let mirror = work.path().join("mirror");
-        fs::create_dir_all(&mirror).unwrap();
         let mut model = HooksModel::new();
-        let installed: Vec<_> = [&first, &second]
-            .iter()
-            .map(|t| model.pack(t, &mirror).unwrap())
-            .collect();
-        let to = vec![model.pack(&second_v2, &mirror).unwrap()];
-        let target = work.path().join("target");
-        let ctx = RunCtx {
-            target: target.clone(),
-            mirror,
-            durability: Durability::Native,
-            jobs: 1,
-        };
+        let (installed, to, ctx) =
+            packed(&mut model, work.path(), &[&first, &second], &[&second_v2]);
+        let target = ctx.target.clone();
         model.install(&installed, &ctx).unwrap();
         let admin = target.join("var-lib-dpkg");
         let list_before = fs::read_to_string(admin.join("info/second.list")).unwrap();
@@ -330,18 +345,9 @@ fn root_hooks_upgrade_replaces_a_file_no_package_owns() {
             "2",
             &[("usr/share/solo/data", "v2"), ("usr/share/solo/new", "v2")],
         );
-        let mirror = work.path().join("mirror");
-        fs::create_dir_all(&mirror).unwrap();
         let mut model = HooksModel::new();
-        let installed = vec![model.pack(&v1, &mirror).unwrap()];
-        let to = vec![model.pack(&v2, &mirror).unwrap()];
-        let target = work.path().join("target");
-        let ctx = RunCtx {
-            target: target.clone(),
-            mirror,
-            durability: Durability::Native,
-            jobs: 1,
-        };
+        let (installed, to, ctx) = packed(&mut model, work.path(), &[&v1], &[&v2]);
+        let target = ctx.target.clone();
         model.install(&installed, &ctx).unwrap();
         let root = target.join("root");
         fs::write(root.join("usr/share/solo/new"), "left by a killed unpack").unwrap();
