@@ -61,6 +61,7 @@ fn remount_matters(model: &mut dyn Model, work: &Path) {
         mirror,
         durability: Durability::Native,
         jobs: 1,
+        http: None,
     };
     model.install(&set, &ctx).unwrap();
     let fresh = walk_bytes(model, true);

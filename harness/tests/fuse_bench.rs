@@ -106,6 +106,7 @@ impl Bench {
             mirror: self.mirror.clone(),
             durability: Durability::None,
             jobs: 4,
+            http: None,
         }
     }
 

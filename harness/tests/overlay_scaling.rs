@@ -62,6 +62,7 @@ fn root_overlay_mount_time_at_1_100_500_1000_layers() {
             mirror: mirror.clone(),
             durability: Durability::None,
             jobs: 1,
+            http: None,
         };
         let times = model.install(&set[..n], &ctx).unwrap();
         let ms = |p: &str| times.get(p).unwrap().as_secs_f64() * 1e3;

@@ -199,6 +199,7 @@ fn packed_for_nix(work: &Path) -> (Vec<Artifact>, RunCtx) {
         mirror,
         durability: Durability::Native,
         jobs: 4,
+        http: None,
     };
     (artifacts, ctx)
 }
@@ -431,6 +432,7 @@ fn packed_for_dpkg(work: &Path) -> (Vec<Artifact>, RunCtx) {
         mirror,
         durability: Durability::Native,
         jobs: 4,
+        http: None,
     };
     (artifacts, ctx)
 }

@@ -22,6 +22,7 @@ pub mod order;
 pub mod overlay;
 pub mod phases;
 pub mod refs;
+pub mod remote;
 
 pub use catalog::{catalog, ModelInfo, ModelOptions};
 pub use needs::Need;
@@ -113,6 +114,19 @@ pub struct RunCtx {
     pub durability: Durability,
     /// Parallel jobs where the model installs in parallel (Nix's max-substitution-jobs).
     pub jobs: usize,
+    /// The mirror served over HTTP on the harness's link (`--link`), which the fetch
+    /// phases read instead of `mirror`; `None`: a local copy.
+    pub http: Option<std::sync::Arc<remote::HttpMirror>>,
+}
+
+impl RunCtx {
+    /// The mirror as the install's fetch reads it (see `remote`).
+    pub fn source(&self) -> remote::MirrorSource<'_> {
+        remote::MirrorSource {
+            dir: &self.mirror,
+            http: self.http.as_ref(),
+        }
+    }
 }
 
 /// A model's view: the tree workloads read, and what the digest may see through.
@@ -239,6 +253,12 @@ pub trait Model: Send {
     ) -> Result<Recovery> {
         let _ = (installed, to, ctx);
         Err(anyhow::Error::new(RecoveryUnsupported(self.name())))
+    }
+    /// Why this model cannot fetch from `RunCtx::http` (its real tool reads the mirror
+    /// itself and is not yet pointed at the link), or `None`: its fetch phases read
+    /// `RunCtx::source`, and a run over a link measures it.
+    fn link_unsupported(&self) -> Option<&'static str> {
+        None
     }
     /// The view of the last install (or upgrade).
     fn view(&self) -> View;

@@ -60,16 +60,11 @@ pub fn fetch_verified_image(
     times: &mut PhaseTimes,
 ) -> Result<PathBuf> {
     let (rel, name) = image_of(art)?;
-    let src = ctx.mirror.join(rel);
     let dst = images.join(name);
     let tmp = images.join(format!(".{}.tmp", name.to_string_lossy()));
     let synced = sync.syncs(ctx.durability);
     let outcome = (|| -> Result<()> {
-        times.time("fetch", || {
-            fs::copy(&src, &tmp)
-                .map(drop)
-                .with_context(|| format!("fetching {} into {}", src.display(), tmp.display()))
-        })?;
+        times.time("fetch", || ctx.source().fetch_to(rel, &tmp).map(drop))?;
         times.time("verify", || {
             verify_fetched(art, &tmp)
                 .with_context(|| format!("package {}: image {}", art.package, rel.display()))
@@ -93,6 +88,85 @@ pub fn fetch_verified_image(
         return Err(e);
     }
     Ok(dst)
+}
+
+/// Fetches on at most this many threads at once: the image models fetch every package
+/// at once as their systems do, and this bounds what "every" may start.
+pub const MAX_PARALLEL_FETCHES: usize = 256;
+
+/// Fetches and verifies every image of `set` at once (one thread, and over a link one
+/// connection, per image, at most [`MAX_PARALLEL_FETCHES`]), as distri's installer
+/// downloads every package of a transaction concurrently (an errgroup per package with
+/// no limit: `internal/install`, `Ctx.Packages`) and snapd runs the download tasks of
+/// the snaps of one change concurrently (`overlord/state`, `TaskRunner.Ensure`). Each
+/// image as `fetch_verified_image`. The section's wall time is split between `fetch`
+/// and `verify` in proportion to the time the threads spent in each, so the phases
+/// still add up to the install's wall. On the first error the rest stop before their
+/// next image; images already in place stay, as a serial fetch leaves those before the
+/// failing one, and nothing of the failing image is left.
+pub fn fetch_verified_images(
+    set: &[Artifact],
+    ctx: &RunCtx,
+    images: &Path,
+    sync: NativeSync,
+    times: &mut PhaseTimes,
+) -> Result<Vec<PathBuf>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let start = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<PathBuf>>>> =
+        set.iter().map(|_| Mutex::new(None)).collect();
+    let spent = Mutex::new(PhaseTimes::default());
+    let threads = set.len().clamp(1, MAX_PARALLEL_FETCHES);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut mine = PhaseTimes::default();
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(art) = set.get(i) else { break };
+                    let outcome = fetch_verified_image(art, ctx, images, sync, &mut mine);
+                    failed.fetch_or(outcome.is_err(), Ordering::SeqCst);
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+                }
+                let mut all = spent.lock().unwrap_or_else(|p| p.into_inner());
+                for (phase, d) in mine.phases {
+                    all.add(&phase, d);
+                }
+            });
+        }
+    });
+    let wall = start.elapsed();
+    let spent = spent.into_inner().unwrap_or_else(|p| p.into_inner());
+    let total: f64 = spent.phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    for (phase, d) in &spent.phases {
+        let share = if total > 0.0 {
+            d.as_secs_f64() / total
+        } else {
+            0.0
+        };
+        times.add(phase, wall.mul_f64(share));
+    }
+    let mut fetched = Vec::with_capacity(set.len());
+    for (art, slot) in set.iter().zip(results) {
+        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(path)) => fetched.push(path),
+            Some(Err(e)) => return Err(e),
+            // Not started: an earlier error stopped the fetch; that error is returned
+            // when its slot comes.
+            None => {
+                if !failed.load(Ordering::SeqCst) {
+                    bail!("{}: its image was never fetched", art.package);
+                }
+            }
+        }
+    }
+    if fetched.len() != set.len() {
+        bail!("fetching the images stopped before all were in place");
+    }
+    Ok(fetched)
 }
 
 /// Checks a fetched file against the mirror index's sha256 and size of it, as apt checks

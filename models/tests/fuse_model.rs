@@ -34,6 +34,7 @@ fn ctx(work: &Path, mirror: PathBuf) -> RunCtx {
         mirror,
         durability: Durability::None,
         jobs: 1,
+        http: None,
     }
 }
 

@@ -154,6 +154,7 @@ fn root_a_failing_hook_stops_the_install_naming_package_script_and_status() {
         mirror,
         durability: Durability::None,
         jobs: 1,
+        http: None,
     };
     let err = format!("{:#}", model.install(&[art], &ctx).unwrap_err());
     assert_eq!(
@@ -193,6 +194,7 @@ fn root_a_file_of_another_package_is_not_overwritten() {
         mirror,
         durability: Durability::Native,
         jobs: 1,
+        http: None,
     };
     let err = format!("{:#}", model.install(&arts, &ctx).unwrap_err());
     assert!(err.contains("second_1.tar.zst"), "{err}");

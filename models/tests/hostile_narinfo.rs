@@ -230,6 +230,7 @@ fn install_with_edited_narinfo(edit: impl Fn(&str) -> String) -> String {
         mirror,
         durability: Durability::Native,
         jobs: 4,
+        http: None,
     };
     let err = format!("{:#}", model.install(&artifacts, &ctx).unwrap_err());
     model.teardown().unwrap();

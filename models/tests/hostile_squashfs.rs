@@ -98,6 +98,7 @@ fn root_corrupt_squashfs_images_are_refused_by_the_overlay_install_and_leave_no_
                 mirror: mirror.clone(),
                 durability: Durability::None,
                 jobs: 1,
+                http: None,
             };
             let outcome = model.install(&set, &ctx);
             model.teardown().unwrap();

@@ -78,6 +78,7 @@ fn ctx(work: &Path) -> RunCtx {
         mirror: work.join("mirror"),
         durability: Durability::Native,
         jobs: 1,
+        http: None,
     }
 }
 

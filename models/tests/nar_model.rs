@@ -56,6 +56,7 @@ impl Setup {
             mirror: self.mirror(),
             durability: Durability::Native,
             jobs,
+            http: None,
         };
         self.model.install(&self.artifacts, &ctx)
     }

@@ -98,6 +98,7 @@ fn install_tiny(work: &Path, n: usize) -> (OverlayModel, RunCtx) {
         mirror,
         durability: Durability::None,
         jobs: 1,
+        http: None,
     };
     model.install(&set, &ctx).unwrap();
     let view = model.view().root;
@@ -184,6 +185,7 @@ fn root_a_failed_install_is_torn_down_without_a_mount_or_loop_device_left() {
             mirror,
             durability: Durability::Native,
             jobs: 1,
+            http: None,
         };
         let err = format!("{:#}", model.install(&set, &ctx).unwrap_err());
         assert!(

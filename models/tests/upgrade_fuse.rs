@@ -41,6 +41,7 @@ fn ctx(work: &Path) -> RunCtx {
         mirror: work.join("mirror"),
         durability: Durability::Native,
         jobs: 1,
+        http: None,
     }
 }
 

@@ -239,6 +239,7 @@ fn packed(
         mirror,
         durability: Durability::Native,
         jobs: 1,
+        http: None,
     };
     (installed, to, ctx)
 }

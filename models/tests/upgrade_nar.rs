@@ -154,6 +154,7 @@ fn nar_upgrade_with_a_corrupt_new_nar_fails_naming_it_and_keeps_the_old_profile(
         mirror: mirror.clone(),
         durability: Durability::Native,
         jobs: 4,
+        http: None,
     };
     model.install(&installed, &ctx).unwrap();
     let old_digest = in_the_store(&old);

@@ -203,6 +203,7 @@ fn root_overlay_refuses_a_corrupt_new_image_and_keeps_the_old_view() {
             mirror: mirror.clone(),
             durability: Durability::Native,
             jobs: 1,
+            http: None,
         };
         model.install(&installed, &ctx).unwrap();
         let old_view = model.view().root;
@@ -301,6 +302,7 @@ fn root_overlay_upgrades_a_two_level_stack_past_500_layers() {
             mirror,
             durability: Durability::None,
             jobs: 1,
+            http: None,
         };
         model.install(&installed, &ctx).unwrap();
         model.upgrade(&installed, &to, &ctx).unwrap();

@@ -92,6 +92,7 @@ fn probed_runs(corpus: &Corpus, args: &HookCostsArgs, real: bool) -> Result<Vec<
             mirror: mirror.dir.clone(),
             durability: Durability::Native,
             jobs: 1,
+            http: None,
         };
         model.prepare(&mirror.artifacts, &ctx)?;
         model

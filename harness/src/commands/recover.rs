@@ -69,6 +69,7 @@ pub fn recover_upgrade(args: &RecoverArgs) -> Result<ExitCode> {
         mirror: mirror.dir.clone(),
         durability: Durability::Native,
         jobs: 16,
+        http: None,
     };
     let outcome =
         recover_and_classify(model.as_mut(), installed, to, &ctx, &corpus, &release, args);

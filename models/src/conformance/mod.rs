@@ -151,6 +151,7 @@ fn packed(
         mirror,
         durability: Durability::Native,
         jobs: 4,
+        http: None,
     };
     Ok((artifacts, ctx))
 }

@@ -91,6 +91,7 @@ pub fn run_conformance(
         mirror,
         durability: crate::Durability::Native,
         jobs: 4,
+        http: None,
     };
     let outcome = (|| {
         model.prepare(&artifacts, &ctx).context("prepare")?;
@@ -161,6 +162,7 @@ pub fn run_upgrade_conformance(
         mirror,
         durability: crate::Durability::Native,
         jobs: 4,
+        http: None,
     };
     let outcome = (|| {
         model.prepare(&installed, &ctx).context("prepare")?;

@@ -72,7 +72,7 @@ pub use fs::FuseOptions;
 const DISTRI_SYNC: NativeSync = NativeSync::Unsynced;
 
 use crate::formats::squashfs::ImageOptions;
-use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
+use crate::mirror_files::{fetch_verified_image, fetch_verified_images, sync_dir, NativeSync};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
@@ -108,13 +108,27 @@ impl FuseModel {
     }
 
     /// Installs one more image into the running daemon: copy, then notify. What
-    /// `install` does per package; public so tests can add an image to a live mount.
+    /// `install` does per package, after fetching them all at once; public so tests can
+    /// add an image to a live mount.
     pub fn add(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
+        if self.daemon.is_none() {
+            bail!("fuse: no daemon running: install first");
+        }
+        let images = ctx.target.join("images");
+        let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
+        self.notify_added(art, image, times)
+    }
+
+    /// Tells the daemon of `art`'s fetched and verified `image`.
+    fn notify_added(
+        &mut self,
+        art: &Artifact,
+        image: PathBuf,
+        times: &mut PhaseTimes,
+    ) -> Result<()> {
         let Some(daemon) = &mut self.daemon else {
             bail!("fuse: no daemon running: install first");
         };
-        let images = ctx.target.join("images");
-        let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
         times.time("notify", || daemon.add_image(&image, &name))?;
         self.images.insert(art.package.clone(), (image, name));
@@ -222,8 +236,11 @@ impl Model for FuseModel {
         let mut times = PhaseTimes::default();
         let daemon = times.time("mount", || Daemon::spawn(&mountpoint, self.options))?;
         self.daemon = Some(daemon);
-        for art in set {
-            self.add(art, ctx, &mut times)?;
+        // distri downloads every package at once, then tells the daemon (one
+        // `ScanPackages` call after all downloads; this daemon takes one `add` per image).
+        let fetched = fetch_verified_images(set, ctx, &images, DISTRI_SYNC, &mut times)?;
+        for (art, image) in set.iter().zip(fetched) {
+            self.notify_added(art, image, &mut times)?;
         }
         if DISTRI_SYNC.syncs(ctx.durability) {
             times.time("fetch", || sync_dir(&images))?;

@@ -30,6 +30,7 @@ mod upgrade;
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
 use crate::mirror_files::{artifact_for, verify_fetched};
 use crate::order::install_order;
+use crate::remote::MirrorSource;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use database::DpkgDatabase;
@@ -251,7 +252,7 @@ impl Model for HooksModel {
         let mut fetched: Vec<Vec<PathBuf>> = vec![Vec::new(); set.len()];
         for &i in &order {
             let art = &set[i];
-            fetched[i] = times.time("fetch", || fetch(art, &ctx.mirror, &layout.archives))?;
+            fetched[i] = times.time("fetch", || fetch(art, ctx.source(), &layout.archives))?;
             self.record(Step::Fetch(art.package.clone()));
         }
         for &i in &order {
@@ -554,17 +555,24 @@ fn setid_note(package: &str, stripped: u64) -> String {
 }
 
 /// apt's download: copies the archive and its control files into the archive cache.
-fn fetch(art: &Artifact, mirror: &Path, archives: &Path) -> Result<Vec<PathBuf>> {
+/// The control files (every file after the archive) are made executable, as dpkg
+/// extracts maintainer scripts from a package's control member: a download carries no
+/// mode, and a local copy's would be the mirror's.
+fn fetch(art: &Artifact, mirror: MirrorSource<'_>, archives: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::with_capacity(art.files.len());
     let dir = archives.join(&art.package);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for rel in &art.files {
-        let src = mirror.join(rel);
+    for (i, rel) in art.files.iter().enumerate() {
         let name = rel
             .file_name()
             .with_context(|| format!("mirror entry {} has no file name", rel.display()))?;
         let dst = dir.join(name);
-        fs::copy(&src, &dst).with_context(|| format!("fetching {}", src.display()))?;
+        mirror.fetch_to(rel, &dst)?;
+        if i > 0 {
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", dst.display()))?;
+        }
         out.push(dst);
     }
     Ok(out)

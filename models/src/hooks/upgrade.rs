@@ -135,7 +135,7 @@ impl HooksModel {
         // apt: download every new archive, then check every hash, before dpkg starts.
         let mut fetched: Vec<Vec<PathBuf>> = Vec::with_capacity(to.len());
         for art in to {
-            fetched.push(times.time("fetch", || fetch(art, &ctx.mirror, &layout.archives))?);
+            fetched.push(times.time("fetch", || fetch(art, ctx.source(), &layout.archives))?);
             self.record(Step::Fetch(art.package.clone()));
         }
         for (art, files) in to.iter().zip(&fetched) {

@@ -50,6 +50,7 @@ pub mod substitute;
 mod upgrade;
 
 use crate::formats::nar::{dump_path, make_dirs_writable, remove_restored};
+use crate::remote::MirrorSource;
 use crate::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{anyhow, bail, Context, Result};
 use db::{StoreDb, ValidPath};
@@ -190,8 +191,8 @@ impl Model for NarModel {
         let mut times = PhaseTimes::default();
 
         let infos = times.time("fetch", || {
-            check_cache_info(&ctx.mirror)?;
-            read_narinfos(set, &ctx.mirror)
+            check_cache_info(ctx.source())?;
+            read_narinfos(set, ctx.source())
         })?;
         let db = times.time("register", || {
             StoreDb::create(&layout.db_dir, ctx.durability)
@@ -283,17 +284,17 @@ impl Model for NarModel {
 /// Reads `nix-cache-info`, as Nix does before it looks anything up in a binary cache, and
 /// refuses a cache for another store directory (Nix: "binary cache ... is for Nix stores
 /// with prefix ...").
-pub(crate) fn check_cache_info(mirror: &Path) -> Result<()> {
-    let path = mirror.join(pack::CACHE_INFO);
-    let text = fs::read_to_string(&path).with_context(|| format!("fetching {}", path.display()))?;
+pub(crate) fn check_cache_info(mirror: MirrorSource<'_>) -> Result<()> {
+    let rel = Path::new(pack::CACHE_INFO);
+    let path = mirror.describe(rel);
+    let text = mirror.read_to_string(rel)?;
     let store_dir = text
         .lines()
         .find_map(|l| l.strip_prefix("StoreDir: "))
-        .with_context(|| format!("{} has no StoreDir", path.display()))?;
+        .with_context(|| format!("{path} has no StoreDir"))?;
     if store_dir != STORE_DIR {
         bail!(
-            "{}: the binary cache is for Nix stores with prefix {store_dir:?}, not {STORE_DIR:?}",
-            path.display()
+            "{path}: the binary cache is for Nix stores with prefix {store_dir:?}, not {STORE_DIR:?}"
         );
     }
     Ok(())
@@ -301,7 +302,7 @@ pub(crate) fn check_cache_info(mirror: &Path) -> Result<()> {
 
 /// The narinfos of `set`, each from its `HASH.narinfo` on the mirror; a narinfo for
 /// another path than its name says is refused, as Nix refuses one.
-pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarInfo>> {
+pub(crate) fn read_narinfos(set: &[Artifact], mirror: MirrorSource<'_>) -> Result<Vec<NarInfo>> {
     set.iter()
         .map(|a| {
             let rel = a
@@ -309,16 +310,13 @@ pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarIn
                 .iter()
                 .find(|f| f.extension().is_some_and(|e| e == "narinfo"))
                 .with_context(|| format!("package {} has no narinfo on the mirror", a.package))?;
-            let path = mirror.join(rel);
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("fetching {}", path.display()))?;
-            let info =
-                NarInfo::parse(&text).with_context(|| format!("reading {}", path.display()))?;
+            let path = mirror.describe(rel);
+            let text = mirror.read_to_string(rel)?;
+            let info = NarInfo::parse(&text).with_context(|| format!("reading {path}"))?;
             let stem = rel.file_stem().and_then(|s| s.to_str()).unwrap_or("");
             if stem != narinfo::hash_part(&info.store_path) {
                 bail!(
-                    "{}: its StorePath {} has another hash part than its name",
-                    path.display(),
+                    "{path}: its StorePath {} has another hash part than its name",
                     info.full_path()
                 );
             }
@@ -329,7 +327,7 @@ pub(crate) fn read_narinfos(set: &[Artifact], mirror: &Path) -> Result<Vec<NarIn
 
 /// The store path base (`HASH-NAME`) of a packed artifact, from its narinfo on `mirror`.
 pub fn store_path_of(artifact: &Artifact, mirror: &Path) -> Result<String> {
-    read_narinfos(std::slice::from_ref(artifact), mirror)?
+    read_narinfos(std::slice::from_ref(artifact), MirrorSource::local(mirror))?
         .pop()
         .map(|info| info.store_path)
         .with_context(|| format!("package {} has no narinfo", artifact.package))
@@ -347,10 +345,7 @@ pub(crate) fn substitute_paths(
     times: &mut PhaseTimes,
 ) -> Result<StoreDb> {
     let refs = resolve_references(infos, &db)?;
-    let nar_files = infos
-        .iter()
-        .map(|i| nar_file(&ctx.mirror, i))
-        .collect::<Result<Vec<_>>>()?;
+    let nar_files = infos.iter().map(nar_file).collect::<Result<Vec<_>>>()?;
     let db = Mutex::new(db);
     let plan = schedule::Plan::new(&refs);
     let registered: Vec<AtomicBool> = infos.iter().map(|_| AtomicBool::new(false)).collect();
@@ -359,7 +354,15 @@ pub(crate) fn substitute_paths(
     let outcome = schedule::run(
         &plan,
         ctx.jobs,
-        &|i| substitute(&infos[i], &nar_files[i], &layout.store, ctx.durability),
+        &|i| {
+            substitute(
+                &infos[i],
+                ctx.source(),
+                &nar_files[i],
+                &layout.store,
+                ctx.durability,
+            )
+        },
         &|members| {
             let paths: Vec<ValidPath> = members.iter().map(|&m| valid_path(&infos[m])).collect();
             let mut db = db

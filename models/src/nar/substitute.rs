@@ -11,6 +11,7 @@
 
 use super::narinfo::{nix32, NarInfo};
 use crate::formats::nar::{remove_restored, restore, RestoreOptions};
+use crate::remote::MirrorSource;
 use crate::Durability;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -68,13 +69,14 @@ impl<R: Read> Read for Hashing<R> {
 /// compressed NAR from `nar_file`. On any error nothing of the path is left in the store.
 pub fn substitute(
     info: &NarInfo,
+    mirror: MirrorSource<'_>,
     nar_file: &Path,
     store: &Path,
     durability: Durability,
 ) -> Result<StreamTimes> {
     let final_path = store.join(&info.store_path);
     let tmp = store.join(format!("{}.tmp", info.store_path));
-    let outcome = stream(info, nar_file, &tmp, &final_path, durability);
+    let outcome = stream(info, mirror, nar_file, &tmp, &final_path, durability);
     if outcome.is_err() {
         // Best effort: the substitution's error is the one worth reporting.
         let _ = remove_restored(&tmp);
@@ -84,6 +86,7 @@ pub fn substitute(
 
 fn stream(
     info: &NarInfo,
+    mirror: MirrorSource<'_>,
     nar_file: &Path,
     tmp: &Path,
     final_path: &Path,
@@ -96,13 +99,15 @@ fn stream(
         );
     }
     let start = Instant::now();
-    let file = File::open(nar_file).with_context(|| format!("opening {}", nar_file.display()))?;
+    // The NAR streams from the file or the response body through the decompressor into
+    // the restore, as Nix's substituter streams it: no whole download on disk first.
+    let file = mirror.open(nar_file)?;
     let timed = Timed {
         inner: file,
         spent: Duration::ZERO,
     };
-    let decoder =
-        zstd::Decoder::new(timed).with_context(|| format!("reading {}", nar_file.display()))?;
+    let decoder = zstd::Decoder::new(timed)
+        .with_context(|| format!("reading {}", mirror.describe(nar_file)))?;
     let mut hashing = Hashing {
         inner: decoder,
         hasher: Sha256::new(),
@@ -118,7 +123,7 @@ fn stream(
     };
     restore(&mut hashing, tmp, opts)
         .map_err(anyhow::Error::new)
-        .with_context(|| format!("restoring {}", nar_file.display()))?;
+        .with_context(|| format!("restoring {}", mirror.describe(nar_file)))?;
     let fetch = hashing.inner.get_ref().get_ref().spent;
     let verify_start = Instant::now();
     let nar_hash: [u8; 32] = hashing.hasher.finalize().into();
@@ -148,7 +153,7 @@ fn stream(
 }
 
 /// Where a path's compressed NAR lies on the mirror.
-pub fn nar_file(mirror: &Path, info: &NarInfo) -> Result<PathBuf> {
+pub fn nar_file(info: &NarInfo) -> Result<PathBuf> {
     let url = Path::new(&info.url);
     if url.is_absolute()
         || url
@@ -157,5 +162,5 @@ pub fn nar_file(mirror: &Path, info: &NarInfo) -> Result<PathBuf> {
     {
         bail!("narinfo URL {:?} leaves the mirror", info.url);
     }
-    Ok(mirror.join(url))
+    Ok(url.to_path_buf())
 }

@@ -55,8 +55,8 @@ pub(super) fn upgrade(
     }
     let mut times = PhaseTimes::default();
     let infos = times.time("fetch", || {
-        check_cache_info(&ctx.mirror)?;
-        read_narinfos(to, &ctx.mirror)
+        check_cache_info(ctx.source())?;
+        read_narinfos(to, ctx.source())
     })?;
     let (db, missing) = times.time("register", || -> Result<_> {
         let db = StoreDb::create(&layout.db_dir, ctx.durability)?;

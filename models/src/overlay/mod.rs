@@ -51,7 +51,9 @@ pub mod loopdev;
 pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
-use crate::mirror_files::{artifact_for, fetch_verified_image, sync_dir, NativeSync};
+use crate::mirror_files::{
+    artifact_for, fetch_verified_image, fetch_verified_images, sync_dir, NativeSync,
+};
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -318,16 +320,8 @@ impl Model for OverlayModel {
         });
         let mut times = PhaseTimes::default();
 
-        let mut fetched = Vec::with_capacity(set.len());
-        for art in set {
-            fetched.push(fetch_verified_image(
-                art,
-                ctx,
-                &images,
-                NativeSync::Synced,
-                &mut times,
-            )?);
-        }
+        // snapd downloads the snaps of one change concurrently.
+        let fetched = fetch_verified_images(set, ctx, &images, NativeSync::Synced, &mut times)?;
         if ctx.durability != Durability::None {
             times.time("fetch", || sync_dir(&images))?;
         }

@@ -847,6 +847,10 @@ impl Model for DpkgModel {
         Ok(times)
     }
 
+    fn link_unsupported(&self) -> Option<&'static str> {
+        Some("apt reads the repository from a file: URI; its http method over the link is not wired yet, so it would not fetch what hooks fetches")
+    }
+
     fn view(&self) -> View {
         let root = self.root.clone().unwrap_or_default();
         // On a base root, what the packages of the set do not own (the base's other

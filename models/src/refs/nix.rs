@@ -363,7 +363,7 @@ impl Model for NixStoreModel {
     /// The store paths to name (the narinfos), Nix's version, and the empty home Nix
     /// gets: what a Nix user has before substituting.
     fn prepare(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<()> {
-        let infos = read_narinfos(set, &ctx.mirror)?;
+        let infos = read_narinfos(set, ctx.source())?;
         self.prepared = Some((set.to_vec(), infos));
         self.version()?;
         let home = ctx.target.join(HOME);
@@ -383,7 +383,7 @@ impl Model for NixStoreModel {
         let infos = match self.prepared.take() {
             Some((prepared, infos)) if prepared == set => infos,
             // Not prepared for this set: the store paths are read as part of the work.
-            _ => times.time("substitute", || read_narinfos(set, &ctx.mirror))?,
+            _ => times.time("substitute", || read_narinfos(set, ctx.source()))?,
         };
         times.time("substitute", || {
             self.copy(&layout, set, &infos, ctx, &version)
@@ -418,7 +418,7 @@ impl Model for NixStoreModel {
         }
         let version = self.version()?;
         let mut times = PhaseTimes::default();
-        let infos = times.time("substitute", || read_narinfos(to, &ctx.mirror))?;
+        let infos = times.time("substitute", || read_narinfos(to, ctx.source()))?;
         times.time("substitute", || {
             self.copy(&layout, to, &infos, ctx, &version)
         })?;
@@ -460,6 +460,10 @@ impl Model for NixStoreModel {
             .map(|m| (m.package, m.store_path))
             .collect();
         Ok(times)
+    }
+
+    fn link_unsupported(&self) -> Option<&'static str> {
+        Some("Nix substitutes from a file:// binary cache; an http:// substituter over the link is not wired yet, so it would not fetch what nar fetches")
     }
 
     fn view(&self) -> View {
