@@ -110,9 +110,10 @@ pub struct RunArgs {
     /// Corpus: debian-qemu, debian-python3, or NAME:PKG,PKG,... for a subset.
     #[arg(long, default_value = "debian-qemu")]
     pub corpus: String,
-    /// Measured runs per model (10: the median's interval is [x(2), x(9)] at 97.9%,
-    /// robust to one outlier on either side).
-    #[arg(long, default_value_t = 10)]
+    /// Measured runs per model (6: the fewest whose interval of the median, [min, max],
+    /// reaches 95%: 96.9%; 10 gives [x(2), x(9)] at 97.9%, robust to one outlier on
+    /// either side).
+    #[arg(long, default_value_t = 6)]
     pub runs: usize,
     /// Unrecorded runs before the measured ones.
     #[arg(long, default_value_t = 1)]
@@ -129,6 +130,11 @@ pub struct RunArgs {
     /// none (no fsync of package contents), native (what the real system does), full.
     #[arg(long, default_value = "native")]
     pub durability: String,
+    /// Fetch over a real link: RATE[:DELAY] (100mbit, 1gbit:1ms; DELAY each way) between
+    /// network namespaces the harness makes, the mirror served over HTTP, or none (a
+    /// local copy).
+    #[arg(long, default_value = "none")]
+    pub link: String,
     /// The table printed at the end: matrix (a row per model, a column per workload, and
     /// ratios to the baseline model) or long (a row per model and workload, with phases).
     /// summary.md holds both.

@@ -13,6 +13,7 @@ pub mod host;
 pub mod mirror;
 pub mod mock;
 pub mod namespace;
+pub mod net;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -226,6 +226,7 @@ pub fn results_with(models: Vec<crate::results::ModelResult>) -> crate::results:
                 mount_options: "rw,relatime".into(),
             }),
             base_root: None,
+            link: None,
         },
         corpus: CorpusRecord {
             name: "test".into(),

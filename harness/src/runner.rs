@@ -151,6 +151,31 @@ pub struct Setup<'a> {
     pub target: &'a Path,
     pub reads: ReadSet<'a>,
     pub plan: &'a Plan,
+    /// The link the fetch phases cross (`--link`), and the mirror's URL on it; `None`:
+    /// they copy from `mirror`.
+    pub link: Option<OverLink<'a>>,
+}
+
+/// A mirror served on the run's link.
+#[derive(Clone, Copy)]
+pub struct OverLink<'a> {
+    pub link: &'a crate::net::link::Link,
+    pub url: &'a str,
+}
+
+impl OverLink<'_> {
+    /// A new client of the mirror: every install and upgrade starts with no open
+    /// connection, as a new apt, nix or distri process does.
+    fn client(&self) -> Result<std::sync::Arc<models::remote::HttpMirror>> {
+        Ok(std::sync::Arc::new(models::remote::HttpMirror::new(
+            self.url,
+        )?))
+    }
+}
+
+/// The bytes the link has delivered to the harness so far (0 without a link).
+fn received(link: Option<OverLink<'_>>) -> Result<u64> {
+    link.map_or(Ok(0), |l| l.link.rx_bytes())
 }
 
 /// Measures one model, all its iterations in a row. Never fails: a failure is recorded
@@ -391,6 +416,7 @@ fn one_iteration(
         mirror: setup.mirror.to_path_buf(),
         durability: plan.durability,
         jobs: plan.jobs,
+        http: setup.link.map(|l| l.client()).transpose()?,
     };
     progress("preparing the target");
     model
@@ -402,10 +428,15 @@ fn one_iteration(
         events.push(Event::DropCaches);
     }
     progress("install");
+    let rx_before = received(setup.link)?;
     let sample = SampleClock::start(&model.service_pids());
     let phases = model.install(setup.artifacts, &ctx).context("install")?;
     let metrics = measured.entry(Workload::Install).or_default();
     sample.stop(metrics, &model.service_pids());
+    if setup.link.is_some() {
+        let rx = received(setup.link)?.saturating_sub(rx_before);
+        metrics.insert("net_rx_bytes".into(), rx as f64);
+    }
     events.push(Event::Install);
     record_durable(metrics, target, events)?;
     for (phase, d) in &phases.phases {
@@ -492,11 +523,20 @@ fn one_iteration(
             events.push(Event::DropCaches);
         }
         progress(Workload::Upgrade.name());
+        let ctx = RunCtx {
+            http: setup.link.map(|l| l.client()).transpose()?,
+            ..ctx.clone()
+        };
+        let rx_before = received(setup.link)?;
         let sample = SampleClock::start(&model.service_pids());
         match model.upgrade(setup.artifacts, upgrade.to, &ctx) {
             Ok(phases) => {
                 let m = measured.entry(Workload::Upgrade).or_default();
                 sample.stop(m, &model.service_pids());
+                if setup.link.is_some() {
+                    let rx = received(setup.link)?.saturating_sub(rx_before);
+                    m.insert("net_rx_bytes".into(), rx as f64);
+                }
                 events.push(Event::Sample(Workload::Upgrade));
                 record_durable(m, target, events)?;
                 for (phase, d) in &phases.phases {

@@ -53,6 +53,7 @@ fn measure(model: &mut dyn Model, dir: &Path) -> ModelResult {
             exec: Err("not measured here"),
         },
         plan: &plan,
+        link: None,
     };
     run_model(
         model,

@@ -110,6 +110,7 @@ fn measure(
             exec: Err("not measured here"),
         },
         plan: &plan,
+        link: None,
     };
     let result = run_model(model, "a mock", &setup, caches, &mut events, &|_| {});
     (result, events)
@@ -379,6 +380,7 @@ fn models_are_interleaved_round_by_round_unless_sequential() {
         plan: &plan,
         options: &options,
         calibration: &calibration,
+        link: None,
     };
     let infos = [
         models::ModelInfo::bare("a", "mock a", |_| tagged("a")),

@@ -10,6 +10,7 @@ use crate::host::host_facts;
 use crate::mirror::Mirror;
 use crate::mirror::{package_trees, prepare_mirror};
 use crate::namespace::{enter_private_mount_namespace, is_root};
+use crate::net::link::{enter_own_namespace, Link, LinkSpec};
 use crate::progress::{bar, spinner};
 use crate::requirements::unmet;
 use crate::results::bmf::to_bmf;
@@ -19,6 +20,7 @@ use crate::results::json::{write_json, write_value};
 use crate::results::matrix::render_matrix;
 use crate::results::table::render_table;
 use crate::results::{CorpusRecord, ModelResult, RunConfigRecord, RunResults, Status, ToolFacts};
+use crate::runner::OverLink;
 use crate::runner::{Event, ModelRun, Plan, ReadSet, Setup, UpgradeSet, Workload};
 use crate::schedule::Order;
 use crate::stats::Summary;
@@ -143,6 +145,29 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         trees: &new_trees,
         expected: &r.digest,
     });
+    let link = match LinkSpec::parse(&args.link)? {
+        None => None,
+        Some(spec) => {
+            if !namespace {
+                bail!("--link makes network namespaces and a veth pair: run as root");
+            }
+            // After everything that may need the host's network (the base root's
+            // download); before any thread that fetches exists.
+            enter_own_namespace()?;
+            let served = crate::net::link::served_root(&args.work_dir);
+            fs::create_dir_all(&served)
+                .with_context(|| format!("creating {}", served.display()))?;
+            let link =
+                Link::up(spec, &served, &args.work_dir).context("--link: making the link")?;
+            eprintln!(
+                "harness: fetching over {} ({}): {}",
+                spec.name(),
+                link.record.url,
+                link.record.qdiscs.join("; ")
+            );
+            Some(link)
+        }
+    };
     let targets = args.work_dir.join("targets");
     let unmeasured = Calibration::default();
     let bench = Bench {
@@ -158,6 +183,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         plan: &plan,
         options: &options,
         calibration: &unmeasured,
+        link: link.as_ref(),
     };
     let session = Session {
         args,
@@ -297,6 +323,7 @@ fn measure_on(
                 .base_root
                 .as_ref()
                 .map(|p| p.display().to_string()),
+            link: bench.link.map(|l| l.record.clone()),
         },
         corpus_record(bench.corpus),
         calibration.clone(),
@@ -414,6 +441,8 @@ pub struct Bench<'a> {
     pub plan: &'a Plan,
     pub options: &'a ModelOptions,
     pub calibration: &'a Calibration,
+    /// The link the fetches cross (`--link`), serving `WORK_DIR/mirrors`.
+    pub link: Option<&'a crate::net::link::Link>,
 }
 
 /// The new versions the `upgrade` workload installs and the view they make.
@@ -430,17 +459,25 @@ pub struct Prepared {
     model: Box<dyn models::Model>,
     mirror: Mirror,
     target: PathBuf,
+    /// The mirror's URL on the run's link.
+    url: Option<String>,
 }
 
 impl Prepared {
     /// What the runner measures this model on.
     fn setup<'a>(&'a self, bench: &'a Bench<'_>) -> Setup<'a> {
-        setup_of(&self.mirror, &self.target, bench)
+        setup_of(&self.mirror, &self.target, self.url.as_deref(), bench)
     }
 }
 
-/// What the runner measures a model on: its mirror and target, and the bench's reads.
-fn setup_of<'a>(mirror: &'a Mirror, target: &'a Path, bench: &'a Bench<'_>) -> Setup<'a> {
+/// What the runner measures a model on: its mirror (at `url` on the link, if any) and
+/// target, and the bench's reads.
+fn setup_of<'a>(
+    mirror: &'a Mirror,
+    target: &'a Path,
+    url: Option<&'a str>,
+    bench: &'a Bench<'_>,
+) -> Setup<'a> {
     let installed = bench.trees.len().min(mirror.artifacts.len());
     let (artifacts, new_versions) = mirror.artifacts.split_at(installed);
     Setup {
@@ -458,6 +495,10 @@ fn setup_of<'a>(mirror: &'a Mirror, target: &'a Path, bench: &'a Bench<'_>) -> S
             exec: bench.exec.as_ref().map_err(|s| s.as_str()),
         },
         plan: bench.plan,
+        link: bench
+            .link
+            .zip(url)
+            .map(|(link, url)| OverLink { link, url }),
     }
 }
 
@@ -483,6 +524,14 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
         )));
     }
     let model = make(bench.options);
+    if let (Some(_), Some(why)) = (bench.link, model.link_unsupported()) {
+        return Err(Box::new(ModelResult::new(
+            info.name,
+            info.stands_for,
+            Status::Skipped,
+            Some(format!("--link: {why}")),
+        )));
+    }
     // The point release's packages go on the same mirror (their names carry the new
     // version), which is then another mirror than the corpus's alone.
     let mut trees = bench.trees.to_vec();
@@ -504,12 +553,21 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
         &|done, _| pb.set_position(done),
     );
     pb.finish_and_clear();
+    let served = crate::net::link::served_root(bench.work_dir);
+    let mirror = mirror.and_then(|mirror| {
+        let url = bench
+            .link
+            .map(|link| link.url_of(&served, &mirror.dir))
+            .transpose()?;
+        Ok((mirror, url))
+    });
     match mirror {
-        Ok(mirror) => Ok(Prepared {
+        Ok((mirror, url)) => Ok(Prepared {
             info: *info,
             model,
             mirror,
             target: bench.targets.join(info.name),
+            url,
         }),
         Err(e) => Err(Box::new(ModelResult::new(
             info.name,
@@ -581,8 +639,9 @@ pub fn measure_models(
                 model,
                 mirror,
                 target,
+                url,
             } = p;
-            let setup = setup_of(mirror, target, bench);
+            let setup = setup_of(mirror, target, url.as_deref(), bench);
             let name = info.name;
             run.step(model.as_mut(), &setup, caches, &mut events, &|step| {
                 if log_steps {

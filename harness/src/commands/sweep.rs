@@ -161,6 +161,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
             plan: &plan,
             options: &options,
             calibration: &calibration,
+            link: None,
         };
         let point_dir = out_dir.join(format!("n{n}"));
         fs::create_dir_all(&point_dir)
@@ -184,6 +185,7 @@ pub fn sweep(args: &SweepArgs) -> Result<ExitCode> {
                 order: "sequential".into(),
                 fs: None,
                 base_root: None,
+                link: None,
             },
             corpus_record(&corpus),
             calibration.clone(),
@@ -329,6 +331,7 @@ fn layer_lookups(
             mirror: mirror.dir.clone(),
             durability: bench.plan.durability,
             jobs: bench.plan.jobs,
+            http: None,
         };
         measure_layer_lookups(
             model.as_mut(),

@@ -101,6 +101,9 @@ pub struct RunConfigRecord {
     /// Real corpora: the base system `hooks` installs onto (suite and path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_root: Option<String>,
+    /// The link the fetches crossed (`--link`); absent: a local copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::net::link::LinkRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,454 @@
+//! The shaped link: `--link RATE[:DELAY]` parsed (`LinkSpec`), and made (`Link::up`).
+//!
+//! The harness moves itself into a network namespace of its own (`enter_own_namespace`:
+//! only loopback and the link are in it), starts the mirror server (nginx, `server`) in
+//! another, and joins
+//! them with a veth pair (`pkgb-client` on the harness's side at [`CLIENT_ADDR`],
+//! `pkgb-server` at [`SERVER_ADDR`]). Each end's egress is shaped by the kernel: `tbf`
+//! at RATE (so both directions are, requests and responses), under `netem` with DELAY
+//! when DELAY is given (each way: the round trip is twice DELAY). A kernel without
+//! `sch_netem` cannot delay: a DELAY is then refused, naming the missing qdisc, rather
+//! than faked in user space.
+//!
+//! `net_rx_bytes` of an install is what the client end received during it
+//! ([`Link::rx_bytes`]): every byte on the wire, headers included.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The harness's end of the pair.
+pub const CLIENT_DEV: &str = "pkgb-client";
+/// The server's end, in the server's namespace.
+pub const SERVER_DEV: &str = "pkgb-server";
+/// Addresses of a /30 of their own, on nothing but the pair.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+/// The server's port.
+pub const PORT: u16 = 8080;
+/// How long the server may take until a connection to it succeeds.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A link's rate and one-way delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub rate_bits_per_s: u64,
+    pub delay: Option<Duration>,
+}
+
+impl LinkSpec {
+    /// `none` (no link: the local copy), or `RATE[:DELAY]`: RATE a number with `kbit`,
+    /// `mbit` or `gbit` (decimal, as tc reads them), DELAY with `us`, `ms` or `s`.
+    pub fn parse(text: &str) -> Result<Option<LinkSpec>> {
+        if text == "none" {
+            return Ok(None);
+        }
+        let (rate, delay) = match text.split_once(':') {
+            Some((r, d)) => (r, Some(d)),
+            None => (text, None),
+        };
+        let rate_bits_per_s = parse_rate(rate).with_context(|| {
+            format!("--link {text:?}: RATE {rate:?} is not NUMBER[kbit|mbit|gbit]")
+        })?;
+        if !(1_000..=100_000_000_000).contains(&rate_bits_per_s) {
+            bail!("--link {text:?}: a rate from 1kbit to 100gbit");
+        }
+        let delay = match delay {
+            None => None,
+            Some(d) => {
+                let delay = parse_delay(d).with_context(|| {
+                    format!("--link {text:?}: DELAY {d:?} is not NUMBER[us|ms|s]")
+                })?;
+                if delay > Duration::from_secs(10) {
+                    bail!("--link {text:?}: a delay of at most 10 s");
+                }
+                Some(delay)
+            }
+        };
+        Ok(Some(LinkSpec {
+            rate_bits_per_s,
+            delay,
+        }))
+    }
+
+    /// The rate in bytes per second.
+    pub fn bytes_per_s(&self) -> f64 {
+        self.rate_bits_per_s as f64 / 8.0
+    }
+
+    /// tbf's bucket: a millisecond at the rate, at least 64 KiB (a GSO segment; tbf
+    /// splits larger ones). A transfer may run this much ahead of the rate.
+    pub fn burst_bytes(&self) -> u64 {
+        (self.rate_bits_per_s / 8 / 1000).max(64 * 1024)
+    }
+
+    /// The spec as `--link` takes it.
+    pub fn name(&self) -> String {
+        let r = self.rate_bits_per_s;
+        let rate = if r.is_multiple_of(1_000_000_000) {
+            format!("{}gbit", r / 1_000_000_000)
+        } else if r.is_multiple_of(1_000_000) {
+            format!("{}mbit", r / 1_000_000)
+        } else {
+            format!("{}kbit", r / 1000)
+        };
+        match self.delay {
+            Some(d) => format!("{rate}:{}us", d.as_micros()),
+            None => rate,
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Option<u64> {
+    let (num, unit) = split_unit(text);
+    let scale = match unit {
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        _ => return None,
+    };
+    let value: f64 = num.parse().ok()?;
+    (value.is_finite() && value > 0.0).then(|| (value * scale as f64).round() as u64)
+}
+
+fn parse_delay(text: &str) -> Option<Duration> {
+    let (num, unit) = split_unit(text);
+    let value: f64 = num.parse().ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let seconds = match unit {
+        "us" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" => value,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn split_unit(text: &str) -> (&str, &str) {
+    let at = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    text.split_at(at)
+}
+
+/// What results.json records of the link.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRecord {
+    pub spec: String,
+    pub rate_bits_per_s: u64,
+    pub delay_us: Option<u128>,
+    /// Each end's qdiscs, as `tc qdisc show` printed them after they were made.
+    pub qdiscs: Vec<String>,
+    pub server: &'static str,
+    pub client: &'static str,
+    pub url: String,
+}
+
+/// Moves the calling thread, and every thread and process it starts from now on, into a
+/// new network namespace with loopback up and nothing else. Call it on the main thread
+/// before any thread that fetches exists (threads made earlier stay where they were).
+pub fn enter_own_namespace() -> Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .context("unshare(CLONE_NEWNET): --link needs root")?;
+    ip(&[], &["link", "set", "lo", "up"])
+}
+
+/// The link, up: the server running, the pair addressed and shaped. Dropping it stops
+/// the server, which takes its namespace, the pair and the qdiscs with it.
+pub struct Link {
+    pub spec: LinkSpec,
+    server: Child,
+    /// The server's configuration and scratch files.
+    _prefix: tempfile::TempDir,
+    /// `/proc/PID/ns/net` of the server: where `tc` and `ip` reach its end.
+    server_pid: u32,
+    pub record: LinkRecord,
+}
+
+impl Link {
+    /// Starts the mirror server on `root` in a namespace of its own, joins it to the
+    /// caller's (made by `enter_own_namespace`), shapes both ends, and waits until a
+    /// connection to it succeeds. `scratch` holds the server's configuration.
+    pub fn up(spec: LinkSpec, root: &Path, scratch: &Path) -> Result<Link> {
+        let prefix = tempfile::Builder::new()
+            .prefix("pkgbench-mirror-server-")
+            .tempdir_in(scratch)
+            .with_context(|| format!("making the server's directory in {}", scratch.display()))?;
+        let mut command = super::server::command(root, PORT, prefix.path())?;
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        // SAFETY: only async-signal-safe calls between fork and exec (prctl, unshare).
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::unshare(libc::CLONE_NEWNET) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let server = command.spawn().with_context(|| {
+            format!(
+                "starting the mirror server ({}, from nginx-light)",
+                super::server::NGINX
+            )
+        })?;
+        let server_pid = server.id();
+        let mut link = Link {
+            spec,
+            server,
+            _prefix: prefix,
+            server_pid,
+            record: LinkRecord {
+                spec: spec.name(),
+                rate_bits_per_s: spec.rate_bits_per_s,
+                delay_us: spec.delay.map(|d| d.as_micros()),
+                qdiscs: Vec::new(),
+                server: "nginx (Debian's nginx-light, one process, sendfile)",
+                client: "ureq (models::remote)",
+                url: format!("http://{SERVER_ADDR}:{PORT}"),
+            },
+        };
+        link.join_and_shape()?;
+        link.wait_connectable()?;
+        Ok(link)
+    }
+
+    fn join_and_shape(&mut self) -> Result<()> {
+        let pid = self.server_pid.to_string();
+        let server_ns = ["--target", pid.as_str(), "--net"];
+        ip(
+            &[],
+            &[
+                "link", "add", CLIENT_DEV, "type", "veth", "peer", "name", SERVER_DEV, "netns",
+                &pid,
+            ],
+        )?;
+        let (client_cidr, server_cidr) = (format!("{CLIENT_ADDR}/30"), format!("{SERVER_ADDR}/30"));
+        ip(&[], &["addr", "add", &client_cidr, "dev", CLIENT_DEV])?;
+        ip(&[], &["link", "set", CLIENT_DEV, "up"])?;
+        ip(&server_ns, &["link", "set", "lo", "up"])?;
+        ip(
+            &server_ns,
+            &["addr", "add", &server_cidr, "dev", SERVER_DEV],
+        )?;
+        ip(&server_ns, &["link", "set", SERVER_DEV, "up"])?;
+        for (ns, dev) in [(&[][..], CLIENT_DEV), (&server_ns[..], SERVER_DEV)] {
+            shape(ns, dev, &self.spec)?;
+            let shown = run_tool(ns, "tc", &["qdisc", "show", "dev", dev])?;
+            self.record
+                .qdiscs
+                .extend(shown.lines().map(|l| format!("{dev}: {}", l.trim())));
+        }
+        Ok(())
+    }
+
+    fn wait_connectable(&mut self) -> Result<()> {
+        let addr = SocketAddrV4::new(SERVER_ADDR, PORT).into();
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.server.try_wait() {
+                bail!("the mirror server exited ({status}) before it served");
+            }
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                Ok(_) => return Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(e)
+                        .with_context(|| format!("connecting to the mirror server at {addr}"))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// The URL of the served `dir`, which lies under the server's root `root`.
+    pub fn url_of(&self, root: &Path, dir: &Path) -> Result<String> {
+        let rel = dir.strip_prefix(root).with_context(|| {
+            format!(
+                "{} is not under the served {}",
+                dir.display(),
+                root.display()
+            )
+        })?;
+        let mut url = self.record.url.clone();
+        for part in rel.iter() {
+            url.push('/');
+            url.push_str(&part.to_string_lossy());
+        }
+        Ok(url)
+    }
+
+    /// Bytes the harness's end has received so far (`/proc/thread-self/net/dev` of the
+    /// calling thread's namespace: call it from the harness's own).
+    pub fn rx_bytes(&self) -> Result<u64> {
+        rx_bytes_of(CLIENT_DEV)
+    }
+
+    /// The server's process id (tests check that it dies with the harness).
+    pub fn server_pid(&self) -> u32 {
+        self.server_pid
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // Its namespace, the pair's end in it (and with it the other end) and both
+        // ends' qdiscs go with the process.
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// `tbf` at the rate on `dev`'s egress, under `netem` with the delay when there is one.
+fn shape(ns: &[&str], dev: &str, spec: &LinkSpec) -> Result<()> {
+    let rate = format!("{}bit", spec.rate_bits_per_s);
+    let burst = spec.burst_bytes().to_string();
+    let tbf = [
+        "tbf",
+        "rate",
+        rate.as_str(),
+        "burst",
+        burst.as_str(),
+        "latency",
+        "100ms",
+    ];
+    match spec.delay {
+        None => {
+            let mut args = vec!["qdisc", "add", "dev", dev, "root", "handle", "1:"];
+            args.extend(tbf);
+            tc(ns, &args)
+        }
+        Some(delay) => {
+            let delay = format!("{}us", delay.as_micros());
+            tc(ns, &["qdisc", "add", "dev", dev, "root", "handle", "1:", "netem", "delay", &delay])
+                .context("a link DELAY needs the kernel's netem qdisc (sch_netem); give RATE alone on a kernel without it")?;
+            let mut args = vec!["qdisc", "add", "dev", dev, "parent", "1:1", "handle", "10:"];
+            args.extend(tbf);
+            tc(ns, &args)
+        }
+    }
+}
+
+/// The received bytes of `dev` in the calling thread's network namespace.
+pub fn rx_bytes_of(dev: &str) -> Result<u64> {
+    let table = std::fs::read_to_string("/proc/thread-self/net/dev")
+        .context("reading /proc/thread-self/net/dev")?;
+    for line in table.lines() {
+        if let Some((name, counters)) = line.split_once(':') {
+            if name.trim() == dev {
+                return counters
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("/proc/net/dev: no byte count for {dev}"));
+            }
+        }
+    }
+    bail!("/proc/net/dev has no device {dev}")
+}
+
+fn ip(ns: &[&str], args: &[&str]) -> Result<()> {
+    run_tool(ns, "ip", args).map(drop)
+}
+
+fn tc(ns: &[&str], args: &[&str]) -> Result<()> {
+    run_tool(ns, "tc", args).map(drop)
+}
+
+/// Runs `program args` in this namespace, or through `nsenter NS` in another; the
+/// error has the command and what it printed.
+fn run_tool(ns: &[&str], program: &str, args: &[&str]) -> Result<String> {
+    let mut command = if ns.is_empty() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("nsenter");
+        c.args(ns).arg(program);
+        c
+    };
+    command.args(args);
+    let out = command
+        .output()
+        .with_context(|| format!("running {program} (iproute2)"))?;
+    if !out.status.success() {
+        bail!(
+            "{}{program} {}: {}",
+            if ns.is_empty() {
+                String::new()
+            } else {
+                format!("nsenter {} ", ns.join(" "))
+            },
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The served root for a work directory: every model's mirror lies under it.
+pub fn served_root(work_dir: &Path) -> PathBuf {
+    work_dir.join("mirrors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates_and_delays() {
+        assert_eq!(LinkSpec::parse("none").ok(), Some(None));
+        let s = LinkSpec::parse("100mbit:20ms").ok().flatten();
+        assert_eq!(
+            s,
+            Some(LinkSpec {
+                rate_bits_per_s: 100_000_000,
+                delay: Some(Duration::from_millis(20))
+            })
+        );
+        let g = LinkSpec::parse("1gbit").ok().flatten();
+        assert_eq!(
+            g.map(|g| (g.rate_bits_per_s, g.delay)),
+            Some((1_000_000_000, None))
+        );
+        assert_eq!(g.map(|g| g.name()), Some("1gbit".to_string()));
+        assert_eq!(
+            LinkSpec::parse("2.5mbit:500us")
+                .ok()
+                .flatten()
+                .map(|s| s.name()),
+            Some("2500kbit:500us".to_string())
+        );
+        for bad in [
+            "",
+            "100",
+            "100mb",
+            "fast",
+            "100mbit:",
+            "100mbit:5",
+            "0mbit",
+            "1mbit:1h",
+            "200gbit",
+        ] {
+            assert!(LinkSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bucket_is_a_millisecond_or_a_segment() {
+        let slow = LinkSpec {
+            rate_bits_per_s: 10_000_000,
+            delay: None,
+        };
+        assert_eq!(slow.burst_bytes(), 64 * 1024);
+        let fast = LinkSpec {
+            rate_bits_per_s: 10_000_000_000,
+            delay: None,
+        };
+        assert_eq!(fast.burst_bytes(), 1_250_000);
+    }
+}
