@@ -135,6 +135,11 @@ pub struct RunArgs {
     /// local copy).
     #[arg(long, default_value = "none")]
     pub link: String,
+    /// A mirror's stream compression, MODEL=none|gzip|xz|zstd[:LEVEL] (hooks: the data
+    /// archives, nar: the NARs; ref-dpkg and ref-nix follow them); repeatable. Default:
+    /// what each system ships, xz:6 for both.
+    #[arg(long = "compression", value_name = "MODEL=SPEC")]
+    pub compression: Vec<String>,
     /// The table printed at the end: matrix (a row per model, a column per workload, and
     /// ratios to the baseline model) or long (a row per model and workload, with phases).
     /// summary.md holds both.

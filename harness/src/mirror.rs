@@ -37,10 +37,12 @@ pub fn prepare_mirror(
     mirrors_root: &Path,
     progress: &dyn Fn(u64, u64),
 ) -> Result<Mirror> {
-    let dir =
-        mirrors_root
-            .join(corpus_key)
-            .join(format!("{}-f{}", model.name(), model.format_version()));
+    let dir = mirrors_root.join(corpus_key).join(format!(
+        "{}-f{}{}",
+        model.name(),
+        model.format_version(),
+        model.mirror_variant()
+    ));
     let index = dir.join(INDEX);
     if let Ok(text) = fs::read_to_string(&index) {
         let artifacts: Vec<Artifact> = serde_json::from_str(&text)

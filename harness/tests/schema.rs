@@ -19,7 +19,18 @@ fn sample_results() -> RunResults {
     w.metrics
         .insert("wall_ns".into(), Summary::of(&[3.0, 1.0, 2.0]).unwrap());
     model.workloads.insert("install".into(), w);
-    results_with(vec![model])
+    let mut results = results_with(vec![model]);
+    // As a run with --link writes it.
+    results.config.link = Some(harness::net::link::LinkRecord {
+        spec: "100mbit".into(),
+        rate_bits_per_s: 100_000_000,
+        delay_us: None,
+        qdiscs: vec!["pkgb-client: qdisc tbf 1: root".into()],
+        server: "nginx",
+        client: "ureq",
+        url: "http://10.203.0.1:8080".into(),
+    });
+    results
 }
 
 /// `sample_results` with the reference of its model, so the fidelity table has a row.
@@ -28,7 +39,9 @@ fn sample_results_with_reference() -> RunResults {
     let mut reference = models[0].clone();
     reference.name = "ref-dpkg".into();
     models.push(reference);
-    results_with(models)
+    let mut results = results_with(models);
+    results.config.link = sample_results().config.link;
+    results
 }
 
 fn field_paths(value: &Value, prefix: &str, parent_key: &str, out: &mut BTreeSet<String>) {

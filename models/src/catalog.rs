@@ -23,6 +23,20 @@ pub struct ModelOptions {
     pub base_root: Option<std::path::PathBuf>,
     /// fuse: the daemon's speed settings.
     pub fuse: crate::fuse::FuseOptions,
+    /// hooks and nar (and their references): the mirror's stream compression by model
+    /// name (`--compression MODEL=...`); a model not named ships its system's default.
+    pub compression: std::collections::BTreeMap<String, crate::formats::compression::Compression>,
+}
+
+impl ModelOptions {
+    /// The compression `model`'s mirror uses: the user's, or `shipped`.
+    pub fn compression_of(
+        &self,
+        model: &str,
+        shipped: crate::formats::compression::Compression,
+    ) -> crate::formats::compression::Compression {
+        self.compression.get(model).copied().unwrap_or(shipped)
+    }
 }
 
 /// Builds a model with the user's options.

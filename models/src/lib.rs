@@ -254,6 +254,12 @@ pub trait Model: Send {
         let _ = (installed, to, ctx);
         Err(anyhow::Error::new(RecoveryUnsupported(self.name())))
     }
+    /// What distinguishes this model's mirror beyond `format_version` (its compression,
+    /// `-xz6`): part of the mirror's directory name, so mirrors of two settings never
+    /// mix. Empty by default.
+    fn mirror_variant(&self) -> String {
+        String::new()
+    }
     /// Why this model cannot fetch from `RunCtx::http` (its real tool reads the mirror
     /// itself and is not yet pointed at the link), or `None`: its fetch phases read
     /// `RunCtx::source`, and a run over a link measures it.

@@ -197,7 +197,7 @@ fn root_a_file_of_another_package_is_not_overwritten() {
         http: None,
     };
     let err = format!("{:#}", model.install(&arts, &ctx).unwrap_err());
-    assert!(err.contains("second_1.tar.zst"), "{err}");
+    assert!(err.contains("second_1.tar.xz"), "{err}");
     assert!(
         err.contains("\"usr/bin/tool\": trying to overwrite"),
         "{err}"

@@ -119,7 +119,7 @@ fn the_mirror_is_laid_out_as_a_nix_binary_cache() {
         let info = NarInfo::parse(&text).unwrap();
         let nar = fs::read(mirror.join(&info.url)).unwrap();
         let file_hash: [u8; 32] = Sha256::digest(&nar).into();
-        assert_eq!(info.url, format!("nar/{}.nar.zst", nix32(&file_hash)));
+        assert_eq!(info.url, format!("nar/{}.nar.xz", nix32(&file_hash)));
         assert_eq!(art.files[0], Path::new(&info.url));
         assert_eq!(info.file_hash, file_hash);
     }

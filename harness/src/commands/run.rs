@@ -124,6 +124,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         chroot_maintainer_scripts: real_corpus,
         base_root: base_root.as_ref().map(|b| b.root.clone()),
         fuse,
+        compression: parse_compression(&args.compression)?,
     };
     let exec = workloads::exec::command_for(&args.corpus);
     let corpus_key = corpus_key(&corpus)?;
@@ -253,6 +254,30 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         Err(e) => eprintln!("harness: drawing the figures across filesystems failed: {e:#}"),
     }
     Ok(exit_code(failed))
+}
+
+/// `--compression MODEL=SPEC` words, by model: only the models whose mirrors carry
+/// compressed streams take one (the images' compression is SquashFS's own).
+fn parse_compression(
+    words: &[String],
+) -> Result<std::collections::BTreeMap<String, models::formats::compression::Compression>> {
+    let takers = [models::hooks::INFO.name, models::nar::INFO.name];
+    let mut out = std::collections::BTreeMap::new();
+    for word in words {
+        let Some((model, spec)) = word.split_once('=') else {
+            bail!("--compression {word:?}: not MODEL=SPEC");
+        };
+        if !takers.contains(&model) {
+            bail!(
+                "--compression {word:?}: {model} has no compressed streams on its mirror (only {} do; their references follow them)",
+                takers.join(" and ")
+            );
+        }
+        let c = models::formats::compression::Compression::parse(spec)
+            .with_context(|| format!("--compression {word:?}"))?;
+        out.insert(model.to_string(), c);
+    }
+    Ok(out)
 }
 
 fn exit_code(failed: bool) -> ExitCode {

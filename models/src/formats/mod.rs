@@ -3,6 +3,7 @@
 //! their models.
 
 pub mod beneath;
+pub mod compression;
 pub mod nar;
 pub mod squashfs;
 pub mod tar;

@@ -11,7 +11,11 @@
 //! package at a time: old prerm, new preinst, unpack over the old files, old postrm,
 //! obsolete files removed (`obsolete`), database, new postinst, then the triggers once.
 //!
-//! Where it differs from dpkg: the data archive is a zstd-compressed tar on its own
+//! The mirror's data archives are compressed as Debian 12 publishes them (xz, level 6:
+//! dpkg-deb's default) unless `--compression hooks=...` says otherwise; the time spent
+//! decompressing is `decompress_ns` of the install.
+//!
+//! Where it differs from dpkg: the data archive is a compressed tar on its own
 //! (no `ar` container, no control.tar), maintainer scripts run on the host with the root
 //! in `DPKG_ROOT` (see `scripts`), there are no conffiles, diversions or alternatives,
 //! unpack and configure run back to back per package rather than in apt's batches, and
@@ -27,6 +31,7 @@ pub mod scripts;
 pub mod triggers;
 mod upgrade;
 
+use crate::formats::compression::{Compression, DecodeClock};
 use crate::formats::tar::{self as tarfmt, Staging, UnpackOptions};
 use crate::mirror_files::{artifact_for, verify_fetched};
 use crate::order::install_order;
@@ -42,8 +47,6 @@ use triggers::{process_triggers, TriggerPackage};
 
 /// The maintainer scripts the model knows, in the order their names appear on a mirror.
 const SCRIPT_NAMES: [&str; 4] = ["preinst", "postinst", "prerm", "postrm"];
-/// zstd level of the data archives: Debian's default for `dpkg-deb -Zzstd`.
-const ARCHIVE_ZSTD_LEVEL: i32 = 3;
 
 /// One step of an install or upgrade, recorded when tracing is on (tests prove the order
 /// with it).
@@ -88,6 +91,10 @@ pub struct HooksModel {
     base: Option<base::BaseState>,
     /// When `Some`, every maintainer script's cost is measured (`harness hook-costs`).
     pub probe: Option<std::sync::Arc<probe::ScriptProbe>>,
+    /// The data archives' compression on the mirror (default: xz, as Debian ships).
+    pub compression: Compression,
+    /// The install's decompression time.
+    decode: DecodeClock,
 }
 
 impl HooksModel {
@@ -176,6 +183,7 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         model.skip_hooks = o.skip_maintainer_scripts;
         model.chroot_scripts = o.chroot_maintainer_scripts;
         model.base_root = o.base_root.clone();
+        model.compression = o.compression_of(INFO.name, Compression::XZ_DEFAULT);
         Box::new(model)
     }),
 };
@@ -189,16 +197,21 @@ impl Model for HooksModel {
         1
     }
 
+    fn mirror_variant(&self) -> String {
+        format!("-{}", self.compression.name().replace(':', ""))
+    }
+
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
         let base = pool_name(&pkg.name, &pkg.version);
         let pool = mirror.join("pool");
         let control = pool.join(format!("{base}.control"));
         fs::create_dir_all(&control).with_context(|| format!("creating {}", control.display()))?;
-        let archive_rel = PathBuf::from("pool").join(format!("{base}.tar.zst"));
+        let archive_rel =
+            PathBuf::from("pool").join(format!("{base}.tar{}", self.compression.extension()));
         let archive = mirror.join(&archive_rel);
         let out =
             File::create(&archive).with_context(|| format!("creating {}", archive.display()))?;
-        let mut encoder = zstd::Encoder::new(BufWriter::new(out), ARCHIVE_ZSTD_LEVEL)?;
+        let mut encoder = self.compression.encoder(BufWriter::new(out))?;
         tarfmt::pack_tree(&pkg.root, &mut encoder)
             .with_context(|| format!("packing {} into {}", pkg.name, archive.display()))?;
         encoder
@@ -230,6 +243,7 @@ impl Model for HooksModel {
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
+        self.decode.reset();
         if self.base_root.is_some() && self.base.is_none() {
             bail!(
                 "hooks: the base root was not prepared in {}",
@@ -320,7 +334,10 @@ impl Model for HooksModel {
                 let archive = &fetched[i][0];
                 let file = File::open(archive)
                     .with_context(|| format!("opening {}", archive.display()))?;
-                let decoder = zstd::Decoder::new(file)
+                let compression = Compression::of_extension(&archive.to_string_lossy());
+                let decoder = self
+                    .decode
+                    .decoder(compression, file)
                     .with_context(|| format!("reading {}", archive.display()))?;
                 tarfmt::unpack(
                     archive,
@@ -463,6 +480,10 @@ impl Model for HooksModel {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.notes.clone();
+        notes.push(format!(
+            "mirror: data archives compressed {} (Debian 12 ships xz:6)",
+            self.compression.name()
+        ));
         if let Ok(Some((created, bytes))) = self.created_by_scripts() {
             if !created.is_empty() {
                 let shown: Vec<String> = created
@@ -482,13 +503,12 @@ impl Model for HooksModel {
     }
 
     fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
-        Ok(match self.created_by_scripts()? {
-            Some((created, bytes)) => vec![
-                ("hook_created_files_count", created.len() as f64),
-                ("hook_created_bytes", bytes as f64),
-            ],
-            None => Vec::new(),
-        })
+        let mut counts = vec![("decompress_ns", self.decode.nanos() as f64)];
+        if let Some((created, bytes)) = self.created_by_scripts()? {
+            counts.push(("hook_created_files_count", created.len() as f64));
+            counts.push(("hook_created_bytes", bytes as f64));
+        }
+        Ok(counts)
     }
 
     fn reset_caches(&mut self) -> Result<()> {

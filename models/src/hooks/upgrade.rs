@@ -35,6 +35,7 @@ use super::triggers::{parse_directive, process_triggers, Directive, TriggerPacka
 use super::{
     fetch, install_control_scripts, setid_note, verify, HooksModel, Layout, Step, SCRIPT_NAMES,
 };
+use crate::formats::compression::Compression;
 use crate::formats::tar::{self as tarfmt, Owners, Staging, UnpackOptions, UnpackReport};
 use crate::order::install_order;
 use crate::{Artifact, Durability, PhaseTimes, RunCtx};
@@ -341,8 +342,9 @@ fn unpack_over(
     owners: Owners<'_>,
 ) -> Result<UnpackReport> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let decoder =
-        zstd::Decoder::new(file).with_context(|| format!("reading {}", archive.display()))?;
+    let decoder = Compression::of_extension(&archive.to_string_lossy())
+        .decoder(file)
+        .with_context(|| format!("reading {}", archive.display()))?;
     tarfmt::unpack_upgrade(
         archive,
         decoder,

@@ -49,6 +49,7 @@ pub mod schedule;
 pub mod substitute;
 mod upgrade;
 
+use crate::formats::compression::{Compression, DecodeClock};
 use crate::formats::nar::{dump_path, make_dirs_writable, remove_restored};
 use crate::remote::MirrorSource;
 use crate::{Artifact, Model, PackageTree, PhaseTimes, RunCtx, View};
@@ -126,6 +127,10 @@ impl Layout {
 #[derive(Default)]
 pub struct NarModel {
     layout: Option<Layout>,
+    /// The NARs' compression on the mirror (default: xz, as cache.nixos.org serves).
+    pub compression: Compression,
+    /// The install's decompression time.
+    decode: DecodeClock,
 }
 
 impl NarModel {
@@ -167,7 +172,11 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         phases: &[],
         layer_lookups: false,
     },
-    make: Some(|_| Box::new(NarModel::new())),
+    make: Some(|o| {
+        let mut model = NarModel::new();
+        model.compression = o.compression_of(INFO.name, Compression::XZ_DEFAULT);
+        Box::new(model)
+    }),
 };
 
 impl Model for NarModel {
@@ -181,8 +190,23 @@ impl Model for NarModel {
         2
     }
 
+    fn mirror_variant(&self) -> String {
+        format!("-{}", self.compression.name().replace(':', ""))
+    }
+
+    fn install_counts(&self) -> Result<Vec<(&'static str, f64)>> {
+        Ok(vec![("decompress_ns", self.decode.nanos() as f64)])
+    }
+
+    fn notes(&self) -> Vec<String> {
+        vec![format!(
+            "mirror: NARs compressed {} (cache.nixos.org serves xz)",
+            self.compression.name()
+        )]
+    }
+
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
-        pack::pack_package(pkg, mirror)
+        pack::pack_package(pkg, mirror, self.compression)
     }
 
     fn install(&mut self, set: &[Artifact], ctx: &RunCtx) -> Result<PhaseTimes> {
@@ -197,7 +221,8 @@ impl Model for NarModel {
         let db = times.time("register", || {
             StoreDb::create(&layout.db_dir, ctx.durability)
         })?;
-        let mut db = substitute_paths(&layout, &infos, ctx, db, &mut times)?;
+        self.decode.reset();
+        let mut db = substitute_paths(&layout, &infos, ctx, &self.decode, db, &mut times)?;
         times.time("profile", || {
             make_profile(&layout, set, &infos, Some(&mut db))
         })?;
@@ -341,6 +366,7 @@ pub(crate) fn substitute_paths(
     layout: &Layout,
     infos: &[NarInfo],
     ctx: &RunCtx,
+    decode: &DecodeClock,
     db: StoreDb,
     times: &mut PhaseTimes,
 ) -> Result<StoreDb> {
@@ -357,6 +383,7 @@ pub(crate) fn substitute_paths(
         &|i| {
             substitute(
                 &infos[i],
+                decode,
                 ctx.source(),
                 &nar_files[i],
                 &layout.store,

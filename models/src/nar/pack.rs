@@ -31,6 +31,7 @@
 //! packed, every narinfo lists every dependency in the set but those, whatever the order.
 
 use super::narinfo::{check_store_name, hash_part, nix32, store_path_name, NarInfo, STORE_DIR};
+use crate::formats::compression::Compression;
 use crate::formats::nar::dump_path;
 use crate::{Artifact, PackageTree};
 use anyhow::{Context, Result};
@@ -39,9 +40,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// zstd level Nix uses when `compression-level` is left at its default.
-const ZSTD_LEVEL: i32 = 3;
 
 /// The binary cache's description, as Nix writes it for a `file://` cache.
 pub const CACHE_INFO: &str = "nix-cache-info";
@@ -173,8 +171,35 @@ fn keeps_reference(from: &str, to: &str, cycle: &BTreeSet<String>) -> bool {
     !(cycle.contains(from) && cycle.contains(to) && to > from)
 }
 
+/// The narinfo's `Compression:` of a NAR compressed so (Nix's names).
+pub fn narinfo_compression(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "none",
+        Compression::Gzip(_) => "gzip",
+        Compression::Xz(_) => "xz",
+        Compression::Zstd(_) => "zstd",
+    }
+}
+
+/// The compression a narinfo's `Compression:` names, or an error naming it.
+pub fn compression_of_narinfo(name: &str) -> Result<Compression> {
+    Ok(match name {
+        "none" => Compression::None,
+        "gzip" => Compression::Gzip(6),
+        "xz" => Compression::Xz(6),
+        "zstd" => Compression::Zstd(3),
+        other => {
+            anyhow::bail!("compression {other:?} is not supported (none, gzip, xz and zstd are)")
+        }
+    })
+}
+
 /// Packs `pkg` into `mirror` (see the module doc).
-pub fn pack_package(pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
+pub fn pack_package(
+    pkg: &PackageTree,
+    mirror: &Path,
+    compression: Compression,
+) -> Result<Artifact> {
     check_store_name(&pkg.name)?;
     let nar_dir = mirror.join("nar");
     fs::create_dir_all(&nar_dir).with_context(|| format!("creating {}", nar_dir.display()))?;
@@ -185,10 +210,11 @@ pub fn pack_package(pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
             .with_context(|| format!("writing {}", cache_info.display()))?;
     }
 
-    let tmp = nar_dir.join(format!(".{}.nar.zst.tmp", pkg.name));
+    let ext = compression.extension();
+    let tmp = nar_dir.join(format!(".{}.nar{ext}.tmp", pkg.name));
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let compressed = hashing(BufWriter::new(file));
-    let mut nar = hashing(zstd::Encoder::new(compressed, ZSTD_LEVEL)?);
+    let mut nar = hashing(compression.encoder(compressed)?);
     dump_path(&pkg.root, &mut nar).with_context(|| format!("dumping {}", pkg.root.display()))?;
     let nar_hash: [u8; 32] = nar.hasher.finalize().into();
     let nar_size = nar.bytes;
@@ -203,7 +229,7 @@ pub fn pack_package(pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
     let file_size = compressed.bytes;
 
     let base = store_path_name(&nar_hash, &pkg.name);
-    let url = format!("nar/{}.nar.zst", nix32(&file_hash));
+    let url = format!("nar/{}.nar{ext}", nix32(&file_hash));
     fs::rename(&tmp, mirror.join(&url)).with_context(|| format!("renaming {}", tmp.display()))?;
 
     let deps: BTreeSet<String> = pkg
@@ -236,7 +262,7 @@ pub fn pack_package(pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
     let info = NarInfo {
         store_path: base.clone(),
         url: url.clone(),
-        compression: "zstd".into(),
+        compression: narinfo_compression(compression).into(),
         file_hash,
         file_size,
         nar_hash,

@@ -10,6 +10,7 @@
 //! neither does this.
 
 use super::narinfo::{nix32, NarInfo};
+use crate::formats::compression::DecodeClock;
 use crate::formats::nar::{remove_restored, restore, RestoreOptions};
 use crate::remote::MirrorSource;
 use crate::Durability;
@@ -31,17 +32,18 @@ pub struct StreamTimes {
     pub verify: Duration,
 }
 
-/// A reader that adds the time spent in its inner reads to a counter.
+/// A reader that adds the time spent in its inner reads to a counter it shares (the
+/// decoder that owns it is a trait object).
 struct Timed<R> {
     inner: R,
-    spent: Duration,
+    spent: std::rc::Rc<std::cell::Cell<Duration>>,
 }
 
 impl<R: Read> Read for Timed<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let start = Instant::now();
         let n = self.inner.read(buf);
-        self.spent += start.elapsed();
+        self.spent.set(self.spent.get() + start.elapsed());
         n
     }
 }
@@ -69,6 +71,7 @@ impl<R: Read> Read for Hashing<R> {
 /// compressed NAR from `nar_file`. On any error nothing of the path is left in the store.
 pub fn substitute(
     info: &NarInfo,
+    decode: &DecodeClock,
     mirror: MirrorSource<'_>,
     nar_file: &Path,
     store: &Path,
@@ -76,7 +79,15 @@ pub fn substitute(
 ) -> Result<StreamTimes> {
     let final_path = store.join(&info.store_path);
     let tmp = store.join(format!("{}.tmp", info.store_path));
-    let outcome = stream(info, mirror, nar_file, &tmp, &final_path, durability);
+    let outcome = stream(
+        info,
+        decode,
+        mirror,
+        nar_file,
+        &tmp,
+        &final_path,
+        durability,
+    );
     if outcome.is_err() {
         // Best effort: the substitution's error is the one worth reporting.
         let _ = remove_restored(&tmp);
@@ -86,27 +97,25 @@ pub fn substitute(
 
 fn stream(
     info: &NarInfo,
+    decode: &DecodeClock,
     mirror: MirrorSource<'_>,
     nar_file: &Path,
     tmp: &Path,
     final_path: &Path,
     durability: Durability,
 ) -> Result<StreamTimes> {
-    if info.compression != "zstd" {
-        bail!(
-            "compression {:?} is not supported (zstd is)",
-            info.compression
-        );
-    }
+    let compression = super::pack::compression_of_narinfo(&info.compression)?;
     let start = Instant::now();
     // The NAR streams from the file or the response body through the decompressor into
     // the restore, as Nix's substituter streams it: no whole download on disk first.
     let file = mirror.open(nar_file)?;
+    let fetched = std::rc::Rc::new(std::cell::Cell::new(Duration::ZERO));
     let timed = Timed {
         inner: file,
-        spent: Duration::ZERO,
+        spent: std::rc::Rc::clone(&fetched),
     };
-    let decoder = zstd::Decoder::new(timed)
+    let decoder = decode
+        .decoder(compression, timed)
         .with_context(|| format!("reading {}", mirror.describe(nar_file)))?;
     let mut hashing = Hashing {
         inner: decoder,
@@ -124,7 +133,7 @@ fn stream(
     restore(&mut hashing, tmp, opts)
         .map_err(anyhow::Error::new)
         .with_context(|| format!("restoring {}", mirror.describe(nar_file)))?;
-    let fetch = hashing.inner.get_ref().get_ref().spent;
+    let fetch = fetched.get();
     let verify_start = Instant::now();
     let nar_hash: [u8; 32] = hashing.hasher.finalize().into();
     if hashing.bytes != info.nar_size || nar_hash != info.nar_hash {

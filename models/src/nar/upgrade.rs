@@ -71,7 +71,9 @@ pub(super) fn upgrade(
     })?;
     let (current, now) = times.time("profile", || current_packages(layout, &db))?;
 
-    let mut db = substitute_paths(layout, &missing, ctx, db, &mut times)?;
+    // The upgrade's decompression is not reported (`decompress_ns` is the install's).
+    let decode = crate::formats::compression::DecodeClock::default();
+    let mut db = substitute_paths(layout, &missing, ctx, &decode, db, &mut times)?;
 
     let env = times.time("profile", || -> Result<_> {
         let members = installed

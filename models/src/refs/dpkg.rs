@@ -150,6 +150,8 @@ pub struct DpkgModel {
     /// Every path the set's packages own (dpkg's file lists), relative to the root: read
     /// once when the view or the counts are first asked for, after the clock stopped.
     owned: std::sync::OnceLock<Result<std::collections::HashSet<PathBuf>, String>>,
+    /// The data members' compression: `hooks`'s, so both unpack the same streams.
+    pub compression: crate::formats::compression::Compression,
     root: Option<PathBuf>,
     /// The set `prepare` updated the lists for.
     prepared: Option<Vec<Artifact>>,
@@ -691,6 +693,10 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         let mut model = DpkgModel::new();
         model.real_packages = o.chroot_maintainer_scripts;
         model.base_root = o.base_root.clone();
+        model.compression = o.compression_of(
+            crate::hooks::INFO.name,
+            crate::formats::compression::Compression::XZ_DEFAULT,
+        );
         Box::new(model)
     }),
 };
@@ -727,9 +733,19 @@ impl DpkgModel {
                     .with_context(|| format!("writing the triggers of {}", pkg.name))?;
             }
         }
+        use crate::formats::compression::Compression;
+        let (compressor, level) = match self.compression {
+            Compression::None => ("none".to_string(), 0),
+            Compression::Gzip(l) => ("gzip".to_string(), l as i64),
+            Compression::Xz(l) => ("xz".to_string(), l as i64),
+            Compression::Zstd(l) => ("zstd".to_string(), l as i64),
+        };
         super::run_quiet(
             Command::new("dpkg-deb")
-                .args(["--root-owner-group", "-Zzstd", "-z3", "--build"])
+                .arg("--root-owner-group")
+                .arg(format!("-Z{compressor}"))
+                .arg(format!("-z{level}"))
+                .arg("--build")
                 .arg(stage)
                 .arg(mirror.join(rel)),
             &format!("dpkg-deb --build of {}", pkg.name),
@@ -752,6 +768,10 @@ impl Model for DpkgModel {
         } else {
             3
         }
+    }
+
+    fn mirror_variant(&self) -> String {
+        format!("-{}", self.compression.name().replace(':', ""))
     }
 
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {

@@ -103,6 +103,8 @@ pub struct NixStoreModel {
     commands: Vec<String>,
     /// The program run as `nix` (`nix` from `PATH`, or a wrapper that traces it).
     program: Option<std::path::PathBuf>,
+    /// The NARs' compression: `nar`'s, so both substitute the same archives.
+    pub compression: crate::formats::compression::Compression,
 }
 
 impl NixStoreModel {
@@ -342,7 +344,14 @@ pub const INFO: crate::ModelInfo = crate::ModelInfo {
         phases: &[],
         layer_lookups: false,
     },
-    make: Some(|_| Box::new(NixStoreModel::new())),
+    make: Some(|o| {
+        let mut model = NixStoreModel::new();
+        model.compression = o.compression_of(
+            crate::nar::INFO.name,
+            crate::formats::compression::Compression::XZ_DEFAULT,
+        );
+        Box::new(model)
+    }),
 };
 
 impl Model for NixStoreModel {
@@ -356,8 +365,12 @@ impl Model for NixStoreModel {
         2
     }
 
+    fn mirror_variant(&self) -> String {
+        format!("-{}", self.compression.name().replace(':', ""))
+    }
+
     fn pack(&self, pkg: &PackageTree, mirror: &Path) -> Result<Artifact> {
-        pack::pack_package(pkg, mirror)
+        pack::pack_package(pkg, mirror, self.compression)
     }
 
     /// The store paths to name (the narinfos), Nix's version, and the empty home Nix
