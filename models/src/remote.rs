@@ -47,9 +47,11 @@ impl HttpMirror {
             .max_idle_connections_per_host(MAX_CONNECTIONS)
             .redirects(0)
             .timeout_connect(Duration::from_secs(10))
-            // Bounded in time: a minute without a byte means the link or the server is
-            // gone, and the install fails naming the URL instead of waiting forever.
-            .timeout_read(Duration::from_secs(60))
+            // Bounded in time, as Nix's `stalled-download-timeout` (300 s): that long
+            // without a byte means the link or the server is gone, and the install fails
+            // naming the URL instead of waiting forever. Shorter is not safe: at 10 Mbit
+            // with every image in flight, a connection can starve for over a minute.
+            .timeout_read(Duration::from_secs(300))
             .build();
         Ok(HttpMirror {
             base_url: base_url.trim_end_matches('/').to_string(),
