@@ -2,26 +2,14 @@
 //! per filesystem, figures across them, and nothing left mounted or attached afterwards,
 //! also after a SIGKILL in the middle. Needs root (mkfs, loop devices, mounts).
 
-use harness::testing::{eventually, loop_backing_files, require_root, take_turn};
+use harness::testing::{
+    eventually, loop_backing_files, require_root, take_turn, work_dir_sharing_corpora,
+};
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A work directory that shares the generated default corpus with other runs, when
-/// there is one (it is 176 MiB).
-fn work_dir() -> tempfile::TempDir {
-    let work = tempfile::tempdir().unwrap();
-    let shared = PathBuf::from(
-        std::env::var("PKGBENCH_WORK_DIR").unwrap_or_else(|_| "/var/tmp/pkgbench".into()),
-    )
-    .join("corpora");
-    if shared.is_dir() {
-        std::os::unix::fs::symlink(&shared, work.path().join("corpora")).unwrap();
-    }
-    work
-}
 
 fn harness_run(work: &Path, fs_list: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
@@ -51,7 +39,7 @@ fn root_a_run_on_ext4_and_tmpfs_writes_results_per_filesystem_and_leaves_nothing
         return;
     }
     let _turn = take_turn();
-    let work = work_dir();
+    let work = work_dir_sharing_corpora();
     let prefix = work.path().to_string_lossy().into_owned();
     let out = harness_run(work.path(), "ext4,tmpfs").output().unwrap();
     assert!(
@@ -104,7 +92,7 @@ fn root_sigkill_during_a_run_on_ext4_leaves_no_mount_and_no_loop_device() {
         return;
     }
     let _turn = take_turn();
-    let work = work_dir();
+    let work = work_dir_sharing_corpora();
     let prefix = work.path().to_string_lossy().into_owned();
     let mut child = harness_run(work.path(), "ext4")
         .stdout(Stdio::null())

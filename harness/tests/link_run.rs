@@ -4,10 +4,10 @@
 //! after the run and after a SIGKILL of it. Needs root (namespaces, veth, tc) and
 //! Debian's nginx-light and iproute2 (`scripts/setup`).
 
-use harness::testing::{eventually, require_root, take_turn};
+use harness::testing::{eventually, require_root, take_turn, work_dir_sharing_corpora};
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,18 +16,6 @@ const CORPUS: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd
 /// The rate of the tests' link, and its tbf bucket (`LinkSpec::burst_bytes`).
 const RATE_BITS: f64 = 20e6;
 const BURST_BYTES: f64 = 64.0 * 1024.0;
-
-fn work_dir() -> tempfile::TempDir {
-    let work = tempfile::tempdir().unwrap();
-    let shared = PathBuf::from(
-        std::env::var("PKGBENCH_WORK_DIR").unwrap_or_else(|_| "/var/tmp/pkgbench".into()),
-    )
-    .join("corpora");
-    if shared.is_dir() {
-        std::os::unix::fs::symlink(&shared, work.path().join("corpora")).unwrap();
-    }
-    work
-}
 
 fn harness_run(work: &Path, workloads: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_harness"));
@@ -76,7 +64,7 @@ fn root_every_model_fetches_over_the_link_no_faster_than_its_rate() {
     let _turn = take_turn();
     let before = host_network();
     let servers_before = nginx_pids();
-    let work = work_dir();
+    let work = work_dir_sharing_corpora();
     let out = harness_run(work.path(), "install,upgrade")
         .output()
         .unwrap();
@@ -142,7 +130,7 @@ fn root_sigkill_during_a_link_run_leaves_the_host_network_as_it_was() {
     let _turn = take_turn();
     let before = host_network();
     let servers_before = nginx_pids();
-    let work = work_dir();
+    let work = work_dir_sharing_corpora();
     let mut child = harness_run(work.path(), "install")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -4,7 +4,6 @@
 
 use harness::testing::{eventually, loop_backing_files, require_root, take_turn};
 use std::fs;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,15 +46,7 @@ fn root_sigkill_of_the_harness_during_install_leaves_no_mount_and_no_loop_device
     }
     let _turn = take_turn();
     let before = host_state();
-    let work = tempfile::tempdir().unwrap();
-    // Share the generated corpus with other runs when there is one (it is 176 MiB).
-    let shared = PathBuf::from(
-        std::env::var("PKGBENCH_WORK_DIR").unwrap_or_else(|_| "/var/tmp/pkgbench".into()),
-    )
-    .join("corpora");
-    if shared.is_dir() {
-        std::os::unix::fs::symlink(&shared, work.path().join("corpora")).unwrap();
-    }
+    let work = harness::testing::work_dir_sharing_corpora();
     let prefix = work.path().to_string_lossy().into_owned();
     let mut killed_mid_install = false;
     for attempt in 0..5 {

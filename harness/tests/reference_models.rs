@@ -5,6 +5,7 @@
 
 use harness::conformance::{check_view, run_conformance, run_upgrade_conformance};
 use harness::testing::{in_private_mount_namespace, require_root, upgrade_fixture};
+use models::formats::compression::Compression;
 use models::fuse::reference::SquashfuseModel;
 use models::nar::db::StoreDb;
 use models::nar::store_path_of;
@@ -12,6 +13,7 @@ use models::refs::dpkg::DpkgModel;
 use models::refs::nix::NixStoreModel;
 use models::{Artifact, Durability, Model, RunCtx};
 use std::fs;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use workloads::corpus;
@@ -231,16 +233,24 @@ fn ref_nix_refuses_a_nar_with_a_flipped_byte_and_leaves_nothing_of_it() {
     }
     let work = tempfile::tempdir().unwrap();
     let (artifacts, ctx) = packed_for_nix(work.path());
-    // One byte of zlib1g's contents flipped, recompressed: a well-formed NAR whose hash
-    // is not the narinfo's (a byte flipped in the compressed file may instead break
-    // zstd's framing, another error).
+    // One byte of zlib1g's contents flipped, recompressed as the mirror's NARs are: a
+    // well-formed NAR whose hash is not the narinfo's (a byte flipped in the compressed
+    // file may instead break the compressor's framing, another error).
     let broken = artifacts.iter().find(|a| a.package == "zlib1g").unwrap();
     let base = store_path_of(broken, &ctx.mirror).unwrap();
     let file = ctx.mirror.join(&broken.files[0]);
-    let mut nar = zstd::decode_all(fs::File::open(&file).unwrap()).unwrap();
+    let compression = Compression::of_extension(&file.to_string_lossy());
+    let mut nar = Vec::new();
+    compression
+        .decoder(fs::File::open(&file).unwrap())
+        .unwrap()
+        .read_to_end(&mut nar)
+        .unwrap();
     let at = first_contents_byte(&nar);
     nar[at] ^= 0x01;
-    fs::write(&file, zstd::encode_all(nar.as_slice(), 3).unwrap()).unwrap();
+    let mut encoder = compression.encoder(Vec::new()).unwrap();
+    encoder.write_all(&nar).unwrap();
+    fs::write(&file, encoder.finish().unwrap()).unwrap();
 
     let mut model = NixStoreModel::new();
     model.prepare(&artifacts, &ctx).unwrap();
