@@ -16,7 +16,7 @@
 //! Upgrade: as the `overlay` model's, with squashfuse layers (see `upgrade`).
 
 use crate::formats::squashfs::ImageOptions;
-use crate::mirror_files::{fetch_verified_image, sync_dir, NativeSync};
+use crate::mirror_files::{fetch_verified_image, fetch_verified_images, sync_dir, NativeSync};
 use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
@@ -120,16 +120,8 @@ impl Model for SquashfuseModel {
             ..State::default()
         });
         let mut times = PhaseTimes::default();
-        let mut fetched = Vec::with_capacity(set.len());
-        for art in set {
-            fetched.push(fetch_verified_image(
-                art,
-                ctx,
-                &images,
-                NativeSync::Synced,
-                &mut times,
-            )?);
-        }
+        // The same fetch as `overlay`'s, every image at once: only the readers differ.
+        let fetched = fetch_verified_images(set, ctx, &images, NativeSync::Synced, &mut times)?;
         if ctx.durability != Durability::None {
             times.time("fetch", || sync_dir(&images))?;
         }
