@@ -62,22 +62,7 @@ impl HttpMirror {
     /// The URL of a file `rel` of the mirror, each byte that is not unreserved
     /// percent-encoded (package versions carry `+` and `:`).
     pub fn url_of(&self, rel: &Path) -> Result<String> {
-        let mut url = self.base_url.clone();
-        for c in rel.components() {
-            let Component::Normal(part) = c else {
-                bail!("mirror entry {} leaves the mirror", rel.display());
-            };
-            url.push('/');
-            for b in part.as_encoded_bytes() {
-                match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        url.push(*b as char)
-                    }
-                    _ => url.push_str(&format!("%{b:02X}")),
-                }
-            }
-        }
-        Ok(url)
+        Ok(format!("{}{}", self.base_url, url_path(rel)?))
     }
 
     /// A GET of `rel`: the response body as a stream.
@@ -91,6 +76,27 @@ impl HttpMirror {
             Err(e) => Err(anyhow::Error::new(e).context(format!("fetching {url}"))),
         }
     }
+}
+
+/// `rel` as the path of a URL: `/PART` per component, each byte that is not unreserved
+/// percent-encoded; a component that is not a plain name (`..`, a root) is refused.
+pub fn url_path(rel: &Path) -> Result<String> {
+    let mut path = String::new();
+    for c in rel.components() {
+        let Component::Normal(part) = c else {
+            bail!("mirror entry {} leaves the mirror", rel.display());
+        };
+        path.push('/');
+        for b in part.as_encoded_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    path.push(*b as char)
+                }
+                _ => path.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    Ok(path)
 }
 
 /// The mirror as an install reads it: the local directory, or over HTTP when `http` is

@@ -75,11 +75,6 @@ impl LinkSpec {
         }))
     }
 
-    /// The rate in bytes per second.
-    pub fn bytes_per_s(&self) -> f64 {
-        self.rate_bits_per_s as f64 / 8.0
-    }
-
     /// tbf's bucket: a millisecond at the rate, at least 64 KiB (a GSO segment; tbf
     /// splits larger ones). A transfer may run this much ahead of the rate.
     pub fn burst_bytes(&self) -> u64 {
@@ -276,23 +271,17 @@ impl Link {
                 root.display()
             )
         })?;
-        let mut url = self.record.url.clone();
-        for part in rel.iter() {
-            url.push('/');
-            url.push_str(&part.to_string_lossy());
-        }
-        Ok(url)
+        Ok(format!(
+            "{}{}",
+            self.record.url,
+            models::remote::url_path(rel)?
+        ))
     }
 
     /// Bytes the harness's end has received so far (`/proc/thread-self/net/dev` of the
     /// calling thread's namespace: call it from the harness's own).
     pub fn rx_bytes(&self) -> Result<u64> {
         rx_bytes_of(CLIENT_DEV)
-    }
-
-    /// The server's process id (tests check that it dies with the harness).
-    pub fn server_pid(&self) -> u32 {
-        self.server_pid
     }
 }
 
@@ -336,7 +325,7 @@ fn shape(ns: &[&str], dev: &str, spec: &LinkSpec) -> Result<()> {
 }
 
 /// The received bytes of `dev` in the calling thread's network namespace.
-pub fn rx_bytes_of(dev: &str) -> Result<u64> {
+fn rx_bytes_of(dev: &str) -> Result<u64> {
     let table = std::fs::read_to_string("/proc/thread-self/net/dev")
         .context("reading /proc/thread-self/net/dev")?;
     for line in table.lines() {
