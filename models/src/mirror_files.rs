@@ -149,18 +149,11 @@ pub fn fetch_verified_images(
         };
         times.add(phase, wall.mul_f64(share));
     }
+    // In set order: the first error wins; a slot never started (`None`) follows one.
     let mut fetched = Vec::with_capacity(set.len());
-    for (art, slot) in set.iter().zip(results) {
-        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(Ok(path)) => fetched.push(path),
-            Some(Err(e)) => return Err(e),
-            // Not started: an earlier error stopped the fetch; that error is returned
-            // when its slot comes.
-            None => {
-                if !failed.load(Ordering::SeqCst) {
-                    bail!("{}: its image was never fetched", art.package);
-                }
-            }
+    for slot in results {
+        if let Some(outcome) = slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            fetched.push(outcome?);
         }
     }
     if fetched.len() != set.len() {

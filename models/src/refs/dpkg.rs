@@ -735,10 +735,10 @@ impl DpkgModel {
         }
         use crate::formats::compression::Compression;
         let (compressor, level) = match self.compression {
-            Compression::None => ("none".to_string(), 0),
-            Compression::Gzip(l) => ("gzip".to_string(), l as i64),
-            Compression::Xz(l) => ("xz".to_string(), l as i64),
-            Compression::Zstd(l) => ("zstd".to_string(), l as i64),
+            Compression::None => ("none", 0),
+            Compression::Gzip(l) => ("gzip", l as i64),
+            Compression::Xz(l) => ("xz", l as i64),
+            Compression::Zstd(l) => ("zstd", l as i64),
         };
         super::run_quiet(
             Command::new("dpkg-deb")
