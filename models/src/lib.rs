@@ -260,12 +260,6 @@ pub trait Model: Send {
     fn mirror_variant(&self) -> String {
         String::new()
     }
-    /// Why this model cannot fetch from `RunCtx::http` (its real tool reads the mirror
-    /// itself and is not yet pointed at the link), or `None`: its fetch phases read
-    /// `RunCtx::source`, and a run over a link measures it.
-    fn link_unsupported(&self) -> Option<&'static str> {
-        None
-    }
     /// The view of the last install (or upgrade).
     fn view(&self) -> View;
     /// Empties caches the model keeps itself (a daemon's), before cold samples.

@@ -59,6 +59,12 @@ impl HttpMirror {
         })
     }
 
+    /// The mirror's URL (`http://ADDR:PORT/PREFIX`, no trailing slash): what a real
+    /// client (apt's sources line, Nix's `--from`) is given.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The URL of a file `rel` of the mirror, each byte that is not unreserved
     /// percent-encoded (package versions carry `+` and `:`).
     pub fn url_of(&self, rel: &Path) -> Result<String> {

@@ -549,14 +549,6 @@ pub fn prepare_model(info: &ModelInfo, bench: &Bench<'_>) -> Result<Prepared, Bo
         )));
     }
     let model = make(bench.options);
-    if let (Some(_), Some(why)) = (bench.link, model.link_unsupported()) {
-        return Err(Box::new(ModelResult::new(
-            info.name,
-            info.stands_for,
-            Status::Skipped,
-            Some(format!("--link: {why}")),
-        )));
-    }
     // The point release's packages go on the same mirror (their names carry the new
     // version), which is then another mirror than the corpus's alone.
     let mut trees = bench.trees.to_vec();

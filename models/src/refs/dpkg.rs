@@ -45,7 +45,10 @@
 //! (the exact line is in the notes). Its phases: **acquire**, apt reading its lists and
 //! the dpkg database, resolving, then fetching every `.deb` with the `copy:` method into
 //! `TARGET/apt/cache/archives` and checking its size and hashes against `Packages`, as
-//! a network fetch is checked; **dpkg**, apt running dpkg (`--unpack` in apt's order, in
+//! a network fetch is checked (over `--link`, the sources line is the mirror's
+//! `http://` URL on the link and apt's own http method fetches: one connection to the
+//! host, requests pipelined as apt's defaults say, no proxy; `prepare`'s
+//! `apt-get update` reads the lists the same way); **dpkg**, apt running dpkg (`--unpack` in apt's order, in
 //! batches, then `--configure`, the postinsts and the triggers). The boundary is a
 //! `DPkg::Pre-Invoke` hook, which apt runs once, after the fetch and before its first
 //! dpkg: it writes the wall clock into `TARGET/apt/dpkg-started`, and the phases split
@@ -198,8 +201,9 @@ impl AptDirs {
     }
 
     /// The directories apt and dpkg need, the configuration and sources list, and an
-    /// empty dpkg database.
-    fn create(&self, mirror: &Path) -> Result<()> {
+    /// empty dpkg database. The sources line names the mirror over the link (`http://`,
+    /// apt's http method) when there is one, else the local mirror (`copy:`).
+    fn create(&self, mirror: &Path, http: Option<&crate::remote::HttpMirror>) -> Result<()> {
         let admin = self.admin.clone();
         for dir in [
             self.target.join("root"),
@@ -220,7 +224,11 @@ impl AptDirs {
         }
         fs::write(self.config(), NO_HOST_CONFIG)
             .with_context(|| format!("writing {}", self.config().display()))?;
-        let line = format!("deb [trusted=yes] copy:{}/ ./\n", uri_path(mirror)?);
+        let uri = match http {
+            Some(h) => h.base_url().to_string(),
+            None => format!("copy:{}", uri_path(mirror)?),
+        };
+        let line = format!("deb [trusted=yes] {uri}/ ./\n");
         fs::write(self.sources(), line)
             .with_context(|| format!("writing {}", self.sources().display()))
     }
@@ -260,6 +268,8 @@ fn apt_options(target: &Path, durability: Durability, chrootless: bool, base: bo
         format!("Dir::Etc::trustedparts={t}/{APT_DIR}/etc/trusted.gpg.d/"),
         format!("Dir::Log={t}/{APT_DIR}/log/"),
         "APT::Sandbox::User=root".into(),
+        // Over the link apt's http method goes to the harness's server, never a proxy.
+        "Acquire::http::Proxy=DIRECT".into(),
         "Acquire::Languages=none".into(),
         "APT::Install-Recommends=false".into(),
         "APT::Install-Suggests=false".into(),
@@ -431,7 +441,7 @@ impl DpkgModel {
         );
         let mut c = Command::new(self.program.as_deref().unwrap_or(Path::new("apt-get")));
         c.args(&all);
-        for var in APT_VARIABLES {
+        for var in APT_VARIABLES.iter().chain(&super::PROXY_VARIABLES) {
             c.env_remove(var);
         }
         c.env("APT_CONFIG", dirs.config())
@@ -446,7 +456,7 @@ impl DpkgModel {
 
     /// The target's apt and dpkg directories, then `apt-get update` from the mirror.
     fn update_lists(&mut self, ctx: &RunCtx) -> Result<()> {
-        AptDirs::of(&ctx.target, self.base.is_some()).create(&ctx.mirror)?;
+        AptDirs::of(&ctx.target, self.base.is_some()).create(&ctx.mirror, ctx.http.as_deref())?;
         let (mut c, line) = self.apt_get(ctx, &["-q".into(), "update".into()]);
         let out = c.output().context("starting apt-get update")?;
         // apt-get update exits 0 on some fetch errors and says so with `E:` or `W:`.
@@ -867,10 +877,6 @@ impl Model for DpkgModel {
         Ok(times)
     }
 
-    fn link_unsupported(&self) -> Option<&'static str> {
-        Some("apt reads the repository from a file: URI; its http method over the link is not wired yet, so it would not fetch what hooks fetches")
-    }
-
     fn view(&self) -> View {
         let root = self.root.clone().unwrap_or_default();
         // On a base root, what the packages of the set do not own (the base's other
@@ -970,6 +976,7 @@ mod tests {
             "Dir::Etc::sourceparts=-",
             "Dir::Log=/t/apt/log/",
             "APT::Sandbox::User=root",
+            "Acquire::http::Proxy=DIRECT",
             "DPkg::Options::=--root=/t/root",
             "DPkg::Options::=--admindir=/t/admin",
             "DPkg::Options::=--log=/t/apt/log/dpkg.log",

@@ -10,6 +10,20 @@ pub mod nix;
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 
+/// Proxy variables libcurl (Nix) and apt's http method obey: removed from the real
+/// tools' environment, so over the link they reach the harness's server directly and
+/// nothing else.
+pub(crate) const PROXY_VARIABLES: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// Runs `command` with stdout discarded; on failure, an error with its exit status and the
 /// last lines of its stderr.
 pub(crate) fn run_quiet(command: &mut Command, what: &str) -> Result<()> {

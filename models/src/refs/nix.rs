@@ -13,6 +13,10 @@
 //!     copy --from file://MIRROR --to 'local?root=TARGET' --no-check-sigs STORE_PATHS...
 //! ```
 //!
+//! Over `--link` the cache is the mirror's `http://` URL on the link instead: Nix's own
+//! http binary cache store (libcurl, no proxy) fetches `nix-cache-info`, the narinfos
+//! and the NARs from the harness's server.
+//!
 //! For every path Nix fetches the narinfo and the NAR, decompresses and restores it into
 //! `TARGET/nix/store/HASH-NAME`, checks NarHash and NarSize, canonicalises the metadata and
 //! registers the path in its SQLite database (`TARGET/nix/var/nix/db/db.sqlite`): the work
@@ -169,9 +173,10 @@ fn nix_version() -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The arguments of `nix copy` of `paths` (base names) from the mirror into the store
-/// below `root` (see the module doc).
-fn copy_args(mirror: &str, root: &str, durability: Durability, paths: &[&str]) -> Vec<String> {
+/// The arguments of `nix copy` of `paths` (base names) from the binary cache at `from`
+/// (`file://MIRROR`, or `http://...` over the link) into the store below `root` (see
+/// the module doc).
+fn copy_args(from: &str, root: &str, durability: Durability, paths: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "--extra-experimental-features",
         "nix-command",
@@ -188,7 +193,7 @@ fn copy_args(mirror: &str, root: &str, durability: Durability, paths: &[&str]) -
         [
             "copy".to_string(),
             "--from".to_string(),
-            format!("file://{mirror}"),
+            from.to_string(),
             "--to".to_string(),
             format!("local?root={root}"),
             "--no-check-sigs".to_string(),
@@ -239,11 +244,17 @@ impl NixStoreModel {
     ) -> Result<()> {
         let target = target_of(layout)?;
         let root = uri_path(target, "target")?;
-        let mirror = fs::canonicalize(&ctx.mirror)
-            .with_context(|| format!("resolving the mirror {}", ctx.mirror.display()))?;
-        let mirror = uri_path(&mirror, "mirror")?;
+        let from = match &ctx.http {
+            // Nix's http binary cache store, over the link (libcurl, its connection pool).
+            Some(h) => h.base_url().to_string(),
+            None => {
+                let mirror = fs::canonicalize(&ctx.mirror)
+                    .with_context(|| format!("resolving the mirror {}", ctx.mirror.display()))?;
+                format!("file://{}", uri_path(&mirror, "mirror")?)
+            }
+        };
         let paths: Vec<&str> = infos.iter().map(|i| i.store_path.as_str()).collect();
-        let args = copy_args(&mirror, &root, ctx.durability, &paths);
+        let args = copy_args(&from, &root, ctx.durability, &paths);
         let line: Vec<String> = std::iter::once("nix".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))
             .collect();
@@ -263,7 +274,7 @@ impl NixStoreModel {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for var in NIX_VARIABLES {
+        for var in NIX_VARIABLES.iter().chain(&super::PROXY_VARIABLES) {
             nix.env_remove(var);
         }
         let out = nix
@@ -475,10 +486,6 @@ impl Model for NixStoreModel {
         Ok(times)
     }
 
-    fn link_unsupported(&self) -> Option<&'static str> {
-        Some("Nix substitutes from a file:// binary cache; an http:// substituter over the link is not wired yet, so it would not fetch what nar fetches")
-    }
-
     fn view(&self) -> View {
         self.layout.as_ref().map(Layout::view).unwrap_or_default()
     }
@@ -519,7 +526,7 @@ mod tests {
 
     #[test]
     fn the_command_is_quoted_as_a_shell_would_need_it() {
-        let args = copy_args("/m", "/t", Durability::None, &["abc-x"]);
+        let args = copy_args("file:///m", "/t", Durability::None, &["abc-x"]);
         let line: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
         assert_eq!(
             line.join(" "),
@@ -527,9 +534,11 @@ mod tests {
              --option fsync-metadata false copy --from file:///m --to 'local?root=/t' \
              --no-check-sigs /nix/store/abc-x"
         );
-        assert!(!copy_args("/m", "/t", Durability::Full, &[])
-            .iter()
-            .any(|a| a.starts_with("fsync")));
+        assert!(
+            !copy_args("http://10.203.0.1:8080/m", "/t", Durability::Full, &[])
+                .iter()
+                .any(|a| a.starts_with("fsync"))
+        );
     }
 
     #[test]
