@@ -132,7 +132,9 @@ pub struct RunArgs {
     pub durability: String,
     /// Fetch over a real link: RATE[:DELAY] (100mbit, 1gbit:1ms; DELAY each way) between
     /// network namespaces the harness makes, the mirror served over HTTP, or none (a
-    /// local copy).
+    /// local copy). A comma-separated list (10mbit,100mbit,1gbit,none) runs everything
+    /// over each in turn: results per link, and install time against the rate with the
+    /// crossovers in summary.md and a figure.
     #[arg(long, default_value = "none")]
     pub link: String,
     /// A mirror's stream compression, MODEL=none|gzip|xz|zstd[:LEVEL] (hooks: the data

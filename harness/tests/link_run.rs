@@ -162,3 +162,67 @@ fn root_sigkill_during_a_link_run_leaves_the_host_network_as_it_was() {
     });
     assert_eq!(host_network(), before, "the host's network changed");
 }
+
+#[test]
+fn root_a_list_of_links_runs_over_each_and_sums_up_install_time_against_the_rate() {
+    if !require_root(
+        "root_a_list_of_links_runs_over_each_and_sums_up_install_time_against_the_rate",
+    ) {
+        return;
+    }
+    let _turn = take_turn();
+    let before = host_network();
+    let work = work_dir_sharing_corpora();
+    let out_dir = work.path().join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["run", "--model", "nar,fuse", "--workload", "install"])
+        .args(["--corpus", CORPUS, "--runs", "1", "--warmup", "0"])
+        .args(["--link", "20mbit,none"])
+        .arg("--work-dir")
+        .arg(work.path())
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    for (dir, rate) in [("20mbit", Some(20_000_000)), ("local", None)] {
+        let json: Value = serde_json::from_str(
+            &fs::read_to_string(out_dir.join(dir).join("results.json")).unwrap(),
+        )
+        .unwrap();
+        let link = &json["config"]["link"];
+        match rate {
+            Some(r) => assert_eq!(link["rate_bits_per_s"], r, "{dir}: {link}"),
+            None => assert!(link.is_null(), "{dir}: {link}"),
+        }
+        // The summary's row holds this run's medians, in the table's model order.
+        let row = summary
+            .lines()
+            .find(|l| l.starts_with(&format!("| {dir} |")))
+            .unwrap_or_else(|| panic!("no row {dir} in:\n{summary}"));
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        for (i, model) in ["nar", "fuse"].iter().enumerate() {
+            let m = json["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == *model)
+                .unwrap();
+            assert_eq!(m["status"], "ok", "{dir} {model}: {}", m["reason"]);
+            let ms = m["workloads"]["install"]["metrics"]["wall_ns"]["median"]
+                .as_f64()
+                .unwrap()
+                / 1e6;
+            assert_eq!(cells[i + 1], format!("{ms:.0}"), "{dir} {model}: {row}");
+        }
+    }
+    assert!(
+        summary.contains("## Crossovers"),
+        "no crossover section:\n{summary}"
+    );
+    assert!(out_dir.join("figures/install-vs-link.svg").is_file());
+    assert!(out_dir.join("figures/install-vs-link.png").is_file());
+    assert_eq!(host_network(), before, "the host's network changed");
+}

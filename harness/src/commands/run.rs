@@ -146,28 +146,22 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         trees: &new_trees,
         expected: &r.digest,
     });
-    let link = match LinkSpec::parse(&args.link)? {
-        None => None,
-        Some(spec) => {
-            if !namespace {
-                bail!("--link makes network namespaces and a veth pair: run as root");
-            }
-            // After everything that may need the host's network (the base root's
-            // download); before any thread that fetches exists.
-            enter_own_namespace()?;
-            let served = crate::net::link::served_root(&args.work_dir);
-            fs::create_dir_all(&served)
-                .with_context(|| format!("creating {}", served.display()))?;
-            let link =
-                Link::up(spec, &served, &args.work_dir).context("--link: making the link")?;
-            eprintln!(
-                "harness: fetching over {} ({}): {}",
-                spec.name(),
-                link.record.url,
-                link.record.qdiscs.join("; ")
-            );
-            Some(link)
+    let links = parse_links(&args.link)?;
+    if links.iter().any(Option::is_some) {
+        if !namespace {
+            bail!("--link makes network namespaces and a veth pair: run as root");
         }
+        // After everything that may need the host's network (the base root's
+        // download); before any thread that fetches exists.
+        enter_own_namespace()?;
+    }
+    if links.len() > 1 && !filesystems.is_empty() {
+        bail!("--fs and a list of --link rates are two dimensions: measure one at a time");
+    }
+    // One link: it is up for the whole run. A list: each comes up in its turn, below.
+    let link = match links.as_slice() {
+        [Some(spec)] => Some(link_up(*spec, &args.work_dir)?),
+        _ => None,
     };
     let targets = args.work_dir.join("targets");
     let unmeasured = Calibration::default();
@@ -195,6 +189,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         caches_dropped,
         order,
     };
+    if links.len() > 1 {
+        return measure_over_links(&session, &bench, &links, &out_dir, &mut caches);
+    }
     if filesystems.is_empty() {
         let failed = measure_on(
             &session,
@@ -252,6 +249,86 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             files.len()
         ),
         Err(e) => eprintln!("harness: drawing the figures across filesystems failed: {e:#}"),
+    }
+    Ok(exit_code(failed))
+}
+
+/// `--link`: one spec, or a comma-separated list of them (`none` among them: the local
+/// copy), each at most once.
+fn parse_links(text: &str) -> Result<Vec<Option<LinkSpec>>> {
+    let mut out: Vec<Option<LinkSpec>> = Vec::new();
+    for word in text.split(',') {
+        let spec = LinkSpec::parse(word.trim())?;
+        if out.contains(&spec) {
+            bail!("--link {text:?}: {word:?} is listed twice");
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Brings up the link of `spec` with the mirror directory of `work_dir` served on it.
+fn link_up(spec: LinkSpec, work_dir: &Path) -> Result<Link> {
+    let served = crate::net::link::served_root(work_dir);
+    fs::create_dir_all(&served).with_context(|| format!("creating {}", served.display()))?;
+    let link = Link::up(spec, &served, work_dir)
+        .with_context(|| format!("--link {}: making the link", spec.name()))?;
+    eprintln!(
+        "harness: fetching over {} ({}): {}",
+        spec.name(),
+        link.record.url,
+        link.record.qdiscs.join("; ")
+    );
+    Ok(link)
+}
+
+/// `--link A,B,...`: the whole run over each link in turn (`OUT/LINK/`, `local` for
+/// `none`), then the install medians against the rate: `OUT/summary.md` with the
+/// crossovers, and `OUT/figures/install-vs-link` (`net::rates`).
+fn measure_over_links(
+    session: &Session<'_>,
+    bench: &Bench<'_>,
+    links: &[Option<LinkSpec>],
+    out_dir: &Path,
+    caches: &mut KernelCaches,
+) -> Result<ExitCode> {
+    let args = session.args;
+    let mut failed = false;
+    let mut points = Vec::new();
+    for spec in links {
+        let name = spec.map_or("local".to_string(), |s| s.name());
+        // The previous link, its server and its qdiscs are gone before this one exists.
+        let link = spec.map(|s| link_up(s, &args.work_dir)).transpose()?;
+        let over = Bench {
+            link: link.as_ref(),
+            ..*bench
+        };
+        let dir = out_dir.join(&name);
+        eprintln!("harness: measuring over {name}");
+        failed |= measure_on(session, &over, &args.work_dir, &dir, None, caches)?;
+        drop(link);
+        let json = dir.join("results.json");
+        match crate::results::read::load(&json) {
+            Ok(measured) => points.push(crate::net::rates::RatePoint::of(
+                &name,
+                spec.map(|s| s.rate_bits_per_s),
+                &measured,
+            )),
+            Err(e) => eprintln!("harness: {}: {e:#}", json.display()),
+        }
+    }
+    let summary = crate::net::rates::render_summary(&points);
+    print!("{summary}");
+    let path = out_dir.join("summary.md");
+    fs::write(&path, &summary).with_context(|| format!("writing {}", path.display()))?;
+    let figures = out_dir.join("figures");
+    match crate::net::rates::plot(&points, &figures) {
+        Ok(files) => println!(
+            "figures across links: {} ({} files)",
+            figures.display(),
+            files.len()
+        ),
+        Err(e) => eprintln!("harness: drawing the figure across links failed: {e:#}"),
     }
     Ok(exit_code(failed))
 }

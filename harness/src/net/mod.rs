@@ -8,4 +8,5 @@
 //! is added to the host's namespace, and no traffic leaves the pair.
 
 pub mod link;
+pub mod rates;
 pub mod server;
