@@ -57,16 +57,30 @@ pub struct Crossover {
     pub estimate_bits_per_s: Option<f64>,
 }
 
+/// The points in rate order, the local copy last (it is faster than every link).
+fn by_rate(points: &[RatePoint]) -> Vec<&RatePoint> {
+    let mut ordered: Vec<&RatePoint> = points.iter().collect();
+    ordered.sort_by_key(|p| p.rate_bits_per_s.unwrap_or(u64::MAX));
+    ordered
+}
+
+/// Every model any point has, once each.
+fn models_of(points: &[RatePoint]) -> Vec<String> {
+    let mut models: Vec<String> = points
+        .iter()
+        .flat_map(|p| p.install_ms.keys().cloned())
+        .collect();
+    models.sort();
+    models.dedup();
+    models
+}
+
 /// Every crossover of every pair of models, pair by pair, each pair's in rate order. A
 /// tie (ratio exactly 1) at a measured rate is skipped: the crossover is then placed
 /// between the rates on either side of it.
 pub fn crossovers(points: &[RatePoint]) -> Vec<Crossover> {
-    let mut ordered: Vec<&RatePoint> = points.iter().collect();
-    // Rates ascending, the local copy last (it is faster than every link).
-    ordered.sort_by_key(|p| p.rate_bits_per_s.unwrap_or(u64::MAX));
-    let mut models: Vec<&String> = points.iter().flat_map(|p| p.install_ms.keys()).collect();
-    models.sort();
-    models.dedup();
+    let ordered = by_rate(points);
+    let models = models_of(points);
     let mut out = Vec::new();
     for (i, a) in models.iter().enumerate() {
         for b in &models[i + 1..] {
@@ -74,7 +88,7 @@ pub fn crossovers(points: &[RatePoint]) -> Vec<Crossover> {
             let logs: Vec<(&RatePoint, f64)> = ordered
                 .iter()
                 .filter_map(|p| {
-                    let (ta, tb) = (p.install_ms.get(*a)?, p.install_ms.get(*b)?);
+                    let (ta, tb) = (p.install_ms.get(a)?, p.install_ms.get(b)?);
                     (*ta > 0.0 && *tb > 0.0).then(|| (*p, (ta / tb).ln()))
                 })
                 // A tie is on neither side: the order changes across it or not at all.
@@ -86,7 +100,7 @@ pub fn crossovers(points: &[RatePoint]) -> Vec<Crossover> {
                     continue;
                 }
                 // a is faster above when a/b < 1 there.
-                let (faster_above, slower_above) = if d1 < 0.0 { (*a, *b) } else { (*b, *a) };
+                let (faster_above, slower_above) = if d1 < 0.0 { (a, b) } else { (b, a) };
                 let estimate = match (lo.rate_bits_per_s, hi.rate_bits_per_s) {
                     (Some(r0), Some(r1)) => {
                         let (x0, x1) = ((r0 as f64).ln(), (r1 as f64).ln());
@@ -119,15 +133,8 @@ fn rate_text(bits: f64) -> String {
 
 /// The markdown for `summary.md`: install medians by link and model, then crossovers.
 pub fn render_summary(points: &[RatePoint]) -> String {
-    let mut ordered: Vec<&RatePoint> = points.iter().collect();
-    ordered.sort_by_key(|p| p.rate_bits_per_s.unwrap_or(u64::MAX));
-    let mut models: Vec<String> = points
-        .iter()
-        .flat_map(|p| p.install_ms.keys().cloned())
-        .collect();
-    models.sort();
-    models.dedup();
-    let models = crate::plot::display_order(models);
+    let ordered = by_rate(points);
+    let models = crate::plot::display_order(models_of(points));
     let mut s = String::from("# Install time against link rate\n\nInstall wall time, median of each link's runs (ms); `local` is the local copy (`--link none`).\n\n");
     let _ = writeln!(s, "| link | {} |", models.join(" | "));
     let _ = writeln!(s, "|---|{}", "---:|".repeat(models.len()));
@@ -175,14 +182,8 @@ pub fn render_summary(points: &[RatePoint]) -> String {
 pub fn plot(points: &[RatePoint], out: &Path) -> Result<Vec<PathBuf>> {
     crate::plot::register_shipped_font()?;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let mut models: Vec<String> = points
-        .iter()
-        .flat_map(|p| p.install_ms.keys().cloned())
-        .collect();
-    models.sort();
-    models.dedup();
     let local = points.iter().find(|p| p.rate_bits_per_s.is_none());
-    let curves = crate::plot::display_order(models)
+    let curves = crate::plot::display_order(models_of(points))
         .into_iter()
         .map(|m| {
             let mut pts: Vec<(f64, f64)> = points
