@@ -264,27 +264,32 @@ impl Trials {
     /// Starts `install,upgrade` and kills its whole process group (the harness, its
     /// maintainer scripts, its FUSE daemon) `delay` after the harness announced the
     /// upgrade on stderr, right before the upgrade's clock starts. Returns whether the
-    /// harness was still running when killed, and whether its upgrade had already
-    /// returned by then (it announced the next step: a trial's upgrade can be shorter
-    /// than the first run's that `delay` was drawn from, and a run that ends removes
-    /// its target, so what such a kill leaves is no upgrade's state).
-    fn kill_during_upgrade(&self, model: &str, delay: Duration) -> (bool, bool) {
+    /// harness was still running when killed, and, if its upgrade had already returned
+    /// by then (it announced the next step), how long the upgrade took as stderr showed
+    /// it: a trial's upgrade can be shorter than the first run's that `delay` was drawn
+    /// from, and a run that ends removes its target, so what such a kill leaves is no
+    /// upgrade's state.
+    fn kill_during_upgrade(&self, model: &str, delay: Duration) -> (bool, Option<Duration>) {
         let mut child = self.spawn(model, "install,upgrade");
         let stderr = child.stderr.take().unwrap();
         let (began_tx, began_rx) = std::sync::mpsc::channel();
         // "harness: step: MODEL: run 1/1: upgrade"
         let marker = format!("harness: step: {model}: ");
-        let after_marker = marker.clone();
         let reader = std::thread::spawn(move || {
             let mut log = String::new();
+            let (mut began, mut returned) = (None, None);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.starts_with(&marker) && line.ends_with(": upgrade") {
+                    began = Some(Instant::now());
                     let _ = began_tx.send(());
+                }
+                if line.starts_with(&marker) && line.ends_with(UPGRADE_RETURNED_STEP) {
+                    returned = began.map(|b: Instant| b.elapsed());
                 }
                 log.push_str(&line);
                 log.push('\n');
             }
-            log
+            (log, returned)
         });
         let began = began_rx.recv_timeout(Duration::from_secs(600)).is_ok();
         if began {
@@ -300,12 +305,9 @@ impl Trials {
         );
         child.wait().unwrap();
         // The pipe closes once every process of the group is gone.
-        let log = reader.join().unwrap();
+        let (log, returned) = reader.join().unwrap();
         assert!(began, "{model}: the run never reached its upgrade:\n{log}");
-        let upgrade_returned = log
-            .lines()
-            .any(|l| l.starts_with(&after_marker) && l.ends_with(UPGRADE_RETURNED_STEP));
-        (running, upgrade_returned)
+        (running, returned)
     }
 
     /// `harness recover-upgrade --complete` on what the killed run left: its JSON line.
@@ -443,22 +445,36 @@ fn root_upgrade_killed_at_random_moments_recovers_to_the_old_or_the_new_set_and_
     for model in &built {
         // A first complete run packs the mirror and measures the upgrade.
         let upgrade = trials.complete_workloads(model, "install,upgrade", "first run");
+        let mut bound = upgrade;
         let (mut killed_mid_run, mut late, mut old, mut new, mut mixed) = (0, 0, 0, 0, 0);
         for trial in 0..trials_per_model {
-            let delay = rng.below(upgrade);
-            let (killed, upgrade_returned) = trials.kill_during_upgrade(model, delay);
-            assert_eq!(
-                nothing_leaked(&trials.prefix),
-                Vec::<String>::new(),
-                "{model} trial {trial}: after the kill"
-            );
-            if upgrade_returned {
+            // A kill after the upgrade returned is tried again, drawn below the
+            // shortest upgrade seen (a noisy first run can take several times longer).
+            let (mut delay, mut killed);
+            let mut attempts = 0;
+            loop {
+                delay = rng.below(bound);
+                let returned;
+                (killed, returned) = trials.kill_during_upgrade(model, delay);
+                assert_eq!(
+                    nothing_leaked(&trials.prefix),
+                    Vec::<String>::new(),
+                    "{model} trial {trial}: after the kill"
+                );
+                let Some(took) = returned else { break };
                 // The kill fell after the upgrade, in the run's digest check or its
                 // removal of the target: nothing of an upgrade to recover.
                 late += 1;
+                attempts += 1;
+                bound = bound.min(took);
                 eprintln!(
-                    "{model} trial {trial}: killed {delay:?} after the upgrade had returned (it took less than the first run's {upgrade:?}): not an upgrade's kill, not recovered"
+                    "{model} trial {trial}: killed {delay:?} after the upgrade had returned (in {took:?}): not an upgrade's kill, not recovered; drawing again below {bound:?}"
                 );
+                if attempts == 3 {
+                    break;
+                }
+            }
+            if attempts == 3 {
                 continue;
             }
             let line = trials.recover(model);

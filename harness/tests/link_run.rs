@@ -177,7 +177,7 @@ fn root_a_list_of_links_runs_over_each_and_sums_up_install_time_against_the_rate
     let out = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["run", "--model", "nar,fuse", "--workload", "install"])
         .args(["--corpus", CORPUS, "--runs", "1", "--warmup", "0"])
-        .args(["--link", "20mbit,none"])
+        .args(["--link", "20mbit,40mbit,none"])
         .arg("--work-dir")
         .arg(work.path())
         .arg("--out")
@@ -187,7 +187,12 @@ fn root_a_list_of_links_runs_over_each_and_sums_up_install_time_against_the_rate
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
-    for (dir, rate) in [("20mbit", Some(20_000_000)), ("local", None)] {
+    // Two links one after the other: the first's pair is gone before the second's.
+    for (dir, rate) in [
+        ("20mbit", Some(20_000_000)),
+        ("40mbit", Some(40_000_000)),
+        ("local", None),
+    ] {
         let json: Value = serde_json::from_str(
             &fs::read_to_string(out_dir.join(dir).join("results.json")).unwrap(),
         )

@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The harness's end of the pair.
 pub const CLIENT_DEV: &str = "pkgb-client";
@@ -291,6 +291,22 @@ impl Drop for Link {
         // ends' qdiscs go with the process.
         let _ = self.server.kill();
         let _ = self.server.wait();
+        // The kernel tears a dead namespace down later, in a work queue: until then the
+        // pair's end stays in ours, and the next link of a `--link` list could not take
+        // its name. Deleting our end (in the harness's own namespace, never the host's)
+        // removes the pair now; then wait, bounded, until it is gone.
+        let _ = Command::new("ip")
+            .args(["link", "del", CLIENT_DEV])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && std::fs::read_to_string("/proc/thread-self/net/dev")
+                .is_ok_and(|dev| dev.contains(&format!("{CLIENT_DEV}:")))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
