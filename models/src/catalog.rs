@@ -202,6 +202,7 @@ pub fn catalog() -> Vec<ModelInfo> {
         crate::nar::INFO,
         crate::fuse::INFO,
         crate::overlay::INFO,
+        crate::fuse_passthrough::INFO,
         crate::fuse::reference::INFO,
         crate::refs::dpkg::INFO,
         crate::refs::nix::INFO,

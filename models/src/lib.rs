@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod conformance;
 pub mod formats;
 pub mod fuse;
+pub mod fuse_passthrough;
 pub mod hooks;
 pub mod mirror_files;
 pub mod nar;

@@ -63,6 +63,36 @@ pub const FUSE_DEVICE: Need = Need::Check {
     check: || device("/dev/fuse", "needs /dev/fuse (the fuse kernel module)"),
 };
 
+/// FUSE passthrough (`FUSE_PASSTHROUGH`): Linux 6.9 or later. Whether the kernel was
+/// built with it (`CONFIG_FUSE_PASSTHROUGH`) only its answer at `FUSE_INIT` tells; a
+/// daemon that is refused it fails its mount naming that.
+pub const FUSE_PASSTHROUGH: Need = Need::Check {
+    name: "FUSE passthrough (Linux 6.9)",
+    check: || {
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        match kernel_version(&release) {
+            Some(v) if v >= (6, 9) => Ok(()),
+            Some((major, minor)) => Err(format!(
+                "needs FUSE passthrough (Linux 6.9 or later); this kernel is {major}.{minor}"
+            )),
+            None => Err(format!(
+                "needs FUSE passthrough (Linux 6.9 or later); cannot read the kernel version {release:?}"
+            )),
+        }
+    },
+};
+
+/// `(major, minor)` of a kernel release string such as `6.18.44-fc-v1272`.
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// Loop devices.
 pub const LOOP_DEVICES: Need = Need::Check {
     name: "loop devices",
@@ -141,6 +171,18 @@ mod tests {
         assert_eq!(
             unmet(&needs),
             vec!["needs the program pkgbench-no-such-program in PATH"]
+        );
+    }
+
+    #[test]
+    fn kernel_versions_are_read_from_release_strings() {
+        assert_eq!(kernel_version("6.18.44-fc-v1272"), Some((6, 18)));
+        assert_eq!(kernel_version("6.9.0"), Some((6, 9)));
+        assert_eq!(kernel_version("5.10-rc1"), Some((5, 10)));
+        assert_eq!(kernel_version("linux"), None);
+        assert!(
+            (6, 9) > (5, 15) && (6, 18) > (6, 9),
+            "tuples order by major first"
         );
     }
 

@@ -69,6 +69,7 @@ model_tests! {
     nar => "nar",
     fuse => "fuse",
     overlay => "overlay",
+    fuse_passthrough => "fuse-passthrough",
     ref_squashfuse => "ref-squashfuse",
     ref_dpkg => "ref-dpkg",
     ref_nix => "ref-nix",

@@ -56,11 +56,17 @@ pub struct Daemon {
 }
 
 /// What the daemon says of itself (`stats`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonStats {
     pub images: usize,
     pub nodes: usize,
     pub metadata_bytes: usize,
+    /// `READ` requests the daemon answered since its mount.
+    pub reads: usize,
+    /// Backing files registered with the kernel now (passthrough).
+    pub backing_files: usize,
+    /// What the kernel answered to `FUSE_PASSTHROUGH`: `off`, `granted` or `refused`.
+    pub passthrough: String,
 }
 
 /// The program that serves the daemon: any program that links `models` and hands the
@@ -154,16 +160,10 @@ impl Daemon {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Picks up the image at `path` as package directory `name` (the notify step).
-    pub fn add_image(&mut self, path: &Path, name: &str) -> Result<()> {
-        if name.contains(['\t', '\n']) || path.as_os_str().as_bytes().contains(&b'\n') {
-            bail!(
-                "image {} cannot be named on the control socket",
-                path.display()
-            );
-        }
-        let mut line = format!("add {name}\t").into_bytes();
-        line.extend_from_slice(path.as_os_str().as_bytes());
+    /// Picks up the image at `path` as package directory `name` (the notify step);
+    /// `backing` is where the kernel has it mounted, for passthrough opens.
+    pub fn add_image(&mut self, path: &Path, name: &str, backing: Option<&Path>) -> Result<()> {
+        let line = control_line(&format!("add {name}"), &[], path, backing)?;
         self.command(&line)
             .with_context(|| format!("fuse daemon: adding {}", path.display()))?;
         Ok(())
@@ -171,19 +171,14 @@ impl Daemon {
 
     /// Puts the image at `path`, as package directory `new_name`, in the place of
     /// package directory `old_name` (an upgrade's notify step).
-    pub fn replace_image(&mut self, old_name: &str, path: &Path, new_name: &str) -> Result<()> {
-        if [old_name, new_name]
-            .iter()
-            .any(|n| n.contains(['\t', '\n']))
-            || path.as_os_str().as_bytes().contains(&b'\n')
-        {
-            bail!(
-                "image {} cannot be named on the control socket",
-                path.display()
-            );
-        }
-        let mut line = format!("replace {old_name}\t{new_name}\t").into_bytes();
-        line.extend_from_slice(path.as_os_str().as_bytes());
+    pub fn replace_image(
+        &mut self,
+        old_name: &str,
+        path: &Path,
+        new_name: &str,
+        backing: Option<&Path>,
+    ) -> Result<()> {
+        let line = control_line(&format!("replace {old_name}"), &[new_name], path, backing)?;
         self.command(&line).with_context(|| {
             format!("fuse daemon: replacing {old_name} with {}", path.display())
         })?;
@@ -208,6 +203,13 @@ impl Daemon {
             images: field("images")?,
             nodes: field("nodes")?,
             metadata_bytes: field("metadata_bytes")?,
+            reads: field("reads")?,
+            backing_files: field("backing_files")?,
+            passthrough: line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("passthrough="))
+                .unwrap_or("off")
+                .to_string(),
         })
     }
 
@@ -318,4 +320,38 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// One command line: `HEAD<TAB>NAMES...<TAB>PATH[<TAB>BACKING]`, refused when a field
+/// holds the separators (tab, newline) the protocol splits on.
+fn control_line(
+    head: &str,
+    names: &[&str],
+    path: &Path,
+    backing: Option<&Path>,
+) -> Result<Vec<u8>> {
+    let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
+    let paths: Vec<Vec<u8>> = std::iter::once(path).chain(backing).map(bytes).collect();
+    if std::iter::once(head)
+        .chain(names.iter().copied())
+        .any(|n| n.contains(['\t', '\n']))
+        || paths
+            .iter()
+            .any(|p| p.contains(&b'\t') || p.contains(&b'\n'))
+    {
+        bail!(
+            "image {} cannot be named on the control socket",
+            path.display()
+        );
+    }
+    let mut line = head.as_bytes().to_vec();
+    for name in names {
+        line.push(b'\t');
+        line.extend_from_slice(name.as_bytes());
+    }
+    for p in paths {
+        line.push(b'\t');
+        line.extend_from_slice(&p);
+    }
+    Ok(line)
 }

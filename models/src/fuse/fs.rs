@@ -24,20 +24,35 @@
 //! - `FUSE_PARALLEL_DIROPS` (lookups in one directory in parallel) and
 //!   `FUSE_CACHE_SYMLINKS` (symlink targets in the page cache).
 //!
+//! - **passthrough** (`FUSE_PASSTHROUGH`, Linux 6.9; off by default, on in the
+//!   `fuse-passthrough` model): an open of a regular file of at least
+//!   `passthrough_min_bytes` is answered with a backing file, the same file in the
+//!   kernel's own mount of the image (an image added with a backing directory, see
+//!   `union`), registered once per node while it is open (`FUSE_DEV_IOC_BACKING_OPEN`;
+//!   the kernel refuses two backing files for one inode) and kept until the daemon's
+//!   caches are emptied. Its reads, mmap and splice then never reach the daemon. Passthrough needs the `OPEN` and `RELEASE` messages,
+//!   so with it files are opened by message (directories still are not), and a smaller
+//!   file, or one of an image without a backing directory, is served by the daemon's
+//!   reads as without passthrough.
+//!
 //! Where it differs from distri's daemon (Go, jacobsa/fuse): one process for harness and
-//! daemon, no write support for `/ro` at all, no xattrs, and no `FUSE_PASSTHROUGH` (a
-//! file's bytes are a range inside an image, not a file the kernel could read directly).
+//! daemon, no write support for `/ro` at all, no xattrs; distri has no passthrough (a
+//! file's bytes are a range inside an image, not a file the kernel could read directly:
+//! passthrough needs the kernel's own mount of each image).
 
 use super::image::Kind;
 use super::union::{Attr, Union};
+use fuser::BackingId;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
     ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The daemon's speed knobs. `Default` turns every one on.
@@ -58,7 +73,12 @@ pub struct FuseOptions {
     /// Zero-message open: answer `OPEN` and `OPENDIR` with `ENOSYS` once, so the kernel
     /// stops sending them (and their `RELEASE`s) and opens with keep-cache by itself.
     /// Only with `keep_cache`, since the kernel's own opens always keep the cache.
+    /// With `passthrough` only directories are opened without a message.
     pub zero_message_open: bool,
+    /// Pass opens of regular files through to backing files (`FUSE_PASSTHROUGH`).
+    pub passthrough: bool,
+    /// With `passthrough`, only files of at least this many bytes pass through.
+    pub passthrough_min_bytes: u64,
 }
 
 /// Entries and attributes of immutable images: as good as forever.
@@ -74,6 +94,8 @@ impl Default for FuseOptions {
             max_readahead: 1 << 20,
             readdirplus: true,
             zero_message_open: true,
+            passthrough: false,
+            passthrough_min_bytes: 0,
         }
     }
 }
@@ -90,6 +112,8 @@ impl FuseOptions {
             format!("max_readahead={}", self.max_readahead),
             format!("readdirplus={}", self.readdirplus),
             format!("zero_message_open={}", self.zero_message_open),
+            format!("passthrough={}", self.passthrough),
+            format!("passthrough_min_bytes={}", self.passthrough_min_bytes),
         ]
     }
 
@@ -130,18 +154,89 @@ impl FuseOptions {
             }
             "readdirplus" => self.readdirplus = flag()?,
             "zero_message_open" => self.zero_message_open = flag()?,
+            "passthrough" => self.passthrough = flag()?,
+            "passthrough_min_bytes" => self.passthrough_min_bytes = number()?,
             _ => bail!(
-                "unknown fuse option {key:?} (known: threads, entry_timeout_ms, negative_entries, keep_cache, max_readahead, readdirplus, zero_message_open)"
+                "unknown fuse option {key:?} (known: threads, entry_timeout_ms, negative_entries, keep_cache, max_readahead, readdirplus, zero_message_open, passthrough, passthrough_min_bytes)"
             ),
         }
         Ok(())
     }
 }
 
+/// What the kernel answered to the request for `FUSE_PASSTHROUGH` at `FUSE_INIT`.
+#[derive(Debug, Default)]
+pub struct PassthroughState(AtomicU8);
+
+impl PassthroughState {
+    // 0, the default: not asked for, or no FUSE_INIT yet.
+    const GRANTED: u8 = 1;
+    const REFUSED: u8 = 2;
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::SeqCst);
+    }
+
+    /// `off` (not asked for, or no `FUSE_INIT` yet), `granted` or `refused`.
+    pub fn word(&self) -> &'static str {
+        match self.0.load(Ordering::SeqCst) {
+            Self::GRANTED => "granted",
+            Self::REFUSED => "refused",
+            _ => "off",
+        }
+    }
+}
+
+/// A node's backing file: the kernel's id of it and the image whose file it is (an
+/// upgrade may give the node another image's file).
+#[derive(Debug)]
+struct Backing {
+    id: BackingId,
+    image: Arc<super::image::Image>,
+}
+
+/// The backing files registered with the kernel, by node. Kept after a node's last
+/// close, as the kernel keeps an inode and its dentry: the next open of the node is one
+/// message, not a path walk in the image's mount and a registration. Emptied with the
+/// daemon's other caches (`forget`), which also lets the kernel mounts go.
+#[derive(Debug, Default)]
+pub struct BackingCache(Mutex<HashMap<u64, Backing>>);
+
+impl BackingCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Backing>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes every backing file (ids of nodes open now stay valid in the kernel until
+    /// their last close: it holds its own reference).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Backing files registered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The file handle of an open that passed through (0: one served by our reads). Its
+/// `RELEASE` needs nothing: the backing file stays registered (see [`BackingCache`]).
+const PASSED_THROUGH: FileHandle = FileHandle(1);
+
 /// fuser's filesystem over the union.
 pub struct UnionFs {
     pub union: Arc<Union>,
     pub options: FuseOptions,
+    /// Set at `FUSE_INIT`: whether passthrough opens may be answered.
+    pub passthrough: Arc<PassthroughState>,
+    /// `READ` requests answered: what passthrough spares (the daemon's `stats`).
+    pub reads: Arc<AtomicU64>,
+    /// Backing files registered, by node (see [`BackingCache`]).
+    pub backings: Arc<BackingCache>,
 }
 
 fn errno(e: &anyhow::Error) -> Errno {
@@ -179,9 +274,80 @@ fn file_attr(ino: u64, a: &Attr) -> FileAttr {
 }
 
 impl UnionFs {
-    /// Whether opens are left to the kernel (see [`FuseOptions::zero_message_open`]).
+    pub fn new(union: Arc<Union>, options: FuseOptions) -> UnionFs {
+        UnionFs {
+            union,
+            options,
+            passthrough: Arc::default(),
+            reads: Arc::default(),
+            backings: Arc::default(),
+        }
+    }
+
+    /// Whether directory opens are left to the kernel (see
+    /// [`FuseOptions::zero_message_open`]).
     fn zero_message_open(&self) -> bool {
         self.options.zero_message_open && self.options.keep_cache
+    }
+
+    /// Whether file opens are left to the kernel too: not when they may pass through.
+    fn zero_message_file_open(&self) -> bool {
+        self.zero_message_open() && !self.options.passthrough
+    }
+
+    /// Answers an open of file `ino` with its backing file, if it has one and is large
+    /// enough; gives the reply back when the daemon is to serve the reads itself.
+    fn open_passthrough(&self, ino: u64, reply: ReplyOpen) -> Option<ReplyOpen> {
+        if self.passthrough.word() != "granted" {
+            return Some(reply);
+        }
+        let Some((file, path)) = self.union.file_path(ino) else {
+            // Not a file of the tree (an upgrade took it out): our reads serve it.
+            return Some(reply);
+        };
+        if file.loc.size < self.options.passthrough_min_bytes {
+            return Some(reply);
+        }
+        let Some(root) = &file.image.backing else {
+            return Some(reply);
+        };
+        let mut backings = self.backings.lock();
+        if let Some(b) = backings.get(&ino) {
+            if Arc::ptr_eq(&b.image, &file.image) {
+                reply.opened_passthrough(PASSED_THROUGH, FopenFlags::empty(), &b.id);
+                return None;
+            }
+        }
+        let backing_path = root.join(&path);
+        let opened = std::fs::File::open(&backing_path)
+            .map_err(|e| {
+                anyhow::anyhow!("opening the backing file {}: {e}", backing_path.display())
+            })
+            .and_then(|f| {
+                reply.open_backing(&f).map_err(|e| {
+                    anyhow::anyhow!(
+                        "registering the backing file {}: {e}",
+                        backing_path.display()
+                    )
+                })
+            });
+        match opened {
+            Ok(id) => {
+                reply.opened_passthrough(PASSED_THROUGH, FopenFlags::empty(), &id);
+                // A node an upgrade gave another image's file while a reader held the
+                // old one gets the new file here; the kernel refuses this open (EBUSY)
+                // until the old one is closed, as it refuses two backing files per inode.
+                backings.insert(
+                    ino,
+                    Backing {
+                        id,
+                        image: file.image.clone(),
+                    },
+                );
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+        None
     }
 
     fn cache_flags(&self, dir: bool) -> FopenFlags {
@@ -218,7 +384,21 @@ impl Filesystem for UnionFs {
             wanted |= InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO;
         }
         if self.zero_message_open() {
-            wanted |= InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+            wanted |= InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+        }
+        if self.zero_message_file_open() {
+            wanted |= InitFlags::FUSE_NO_OPEN_SUPPORT;
+        }
+        if self.options.passthrough {
+            // The backing files are on squashfs (stacking depth 0): one level above it.
+            let granted = config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            self.passthrough.set(if granted {
+                PassthroughState::GRANTED
+            } else {
+                PassthroughState::REFUSED
+            });
         }
         // Ask for each capability the kernel has; one it lacks is simply not used.
         let available = config.capabilities() & wanted;
@@ -272,7 +452,7 @@ impl Filesystem for UnionFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.zero_message_open() {
+        if self.zero_message_file_open() {
             // The kernel takes ENOSYS as "never ask again" and opens every file itself
             // with FOPEN_KEEP_CACHE; the mount is read-only, so writes are refused there.
             return reply.error(Errno::ENOSYS);
@@ -281,7 +461,11 @@ impl Filesystem for UnionFs {
             return reply.error(Errno::EROFS);
         }
         match self.union.attr(ino.0) {
-            Some(a) if a.kind == Kind::File => reply.opened(FileHandle(0), self.cache_flags(false)),
+            Some(a) if a.kind == Kind::File => {
+                if let Some(reply) = self.open_passthrough(ino.0, reply) {
+                    reply.opened(FileHandle(0), self.cache_flags(false))
+                }
+            }
             Some(_) => reply.error(Errno::EISDIR),
             None => reply.error(Errno::ENOENT),
         }
@@ -298,6 +482,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let Some(file) = self.union.file(ino.0) else {
             return reply.error(Errno::EISDIR);
         };
@@ -434,6 +619,8 @@ mod tests {
             max_readahead: 4096,
             readdirplus: false,
             zero_message_open: false,
+            passthrough: true,
+            passthrough_min_bytes: 65536,
         };
         let mut read = FuseOptions::default();
         for word in changed.to_words() {

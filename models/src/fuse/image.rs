@@ -129,6 +129,10 @@ struct Fragment {
 #[derive(Debug)]
 pub struct Image {
     pub path: PathBuf,
+    /// Where the kernel has this image mounted (loop + squashfs), when the daemon passes
+    /// opens through: a file's backing file is this directory joined with its path in
+    /// the image (`fs`'s passthrough opens).
+    pub backing: Option<PathBuf>,
     file: File,
     /// Decoded metadata blocks by their offset in the image, with the next block's
     /// offset: the daemon's own cache of inode and directory tables, emptied by
@@ -173,6 +177,7 @@ impl Image {
         }
         let mut image = Image {
             path: path.to_path_buf(),
+            backing: None,
             file,
             metadata_cache: Mutex::new(HashMap::new()),
             block_size,

@@ -87,9 +87,17 @@ pub struct FuseModel {
     pub image: ImageOptions,
     /// The daemon's speed knobs (default: all on).
     pub options: FuseOptions,
+    /// Also mount each image with the kernel (loop + squashfs) and name that mount to
+    /// the daemon as the image's backing directory: the `fuse-passthrough` model.
+    pub kernel_mounts: bool,
     daemon: Option<Daemon>,
     /// Each installed package's image: where it is and its package directory's name.
     images: BTreeMap<String, (PathBuf, String)>,
+    /// With `kernel_mounts`, each installed package's kernel mount of its image.
+    mounts: BTreeMap<String, PathBuf>,
+    /// Kernel mounts made so far: each gets the next number as its mount point's name,
+    /// so an upgrade's new mount never takes an old one's place.
+    mounts_made: usize,
 }
 
 impl FuseModel {
@@ -116,40 +124,118 @@ impl FuseModel {
         }
         let images = ctx.target.join("images");
         let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
-        self.notify_added(art, image, times)
+        self.notify_added(art, image, ctx, times)
     }
 
-    /// Tells the daemon of `art`'s fetched and verified `image`.
+    /// Tells the daemon of `art`'s fetched and verified `image` (mounted by the kernel
+    /// first, with `kernel_mounts`).
     fn notify_added(
         &mut self,
         art: &Artifact,
         image: PathBuf,
+        ctx: &RunCtx,
         times: &mut PhaseTimes,
     ) -> Result<()> {
+        let name = image_name(&image)?;
+        let backing = self.mount_backing(&art.package, &image, ctx, times)?;
         let Some(daemon) = &mut self.daemon else {
             bail!("fuse: no daemon running: install first");
         };
-        let name = image_name(&image)?;
-        times.time("notify", || daemon.add_image(&image, &name))?;
+        times.time("notify", || {
+            daemon.add_image(&image, &name, backing.as_deref())
+        })?;
         self.images.insert(art.package.clone(), (image, name));
         Ok(())
+    }
+
+    /// With `kernel_mounts`, attaches `image` to a loop device and mounts it read-only
+    /// at `TARGET/backing/N` (timed as "loop" and "squashfs", as `overlay` does), and
+    /// returns the mount point; the mount is `package`'s from then on. Without, nothing.
+    fn mount_backing(
+        &mut self,
+        package: &str,
+        image: &Path,
+        ctx: &RunCtx,
+        times: &mut PhaseTimes,
+    ) -> Result<Option<PathBuf>> {
+        if !self.kernel_mounts {
+            return Ok(None);
+        }
+        let root = ctx.target.join("backing");
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let point = root.join(self.mounts_made.to_string());
+        self.mounts_made += 1;
+        let mut mounted = Vec::new();
+        crate::overlay::mount_layer(image, package, &point, false, times, &mut mounted)?;
+        if let Some(old) = self.mounts.insert(package.to_string(), point.clone()) {
+            // Only an upgrade mounts a package twice, and it releases the old one.
+            self.mounts.insert(format!("{package} (replaced)"), old);
+        }
+        Ok(Some(point))
+    }
+
+    /// Unmounts (lazily) and removes the kernel mount `point`.
+    fn release_backing(point: &Path) -> Result<()> {
+        crate::overlay::unmount_all(&[point.to_path_buf()])?;
+        std::fs::remove_dir(point).with_context(|| format!("removing {}", point.display()))
+    }
+
+    /// Unmounts every kernel mount of images and mounts each again at the same place:
+    /// squashfs keeps caches per mount that `drop_caches` does not empty (as `overlay`'s
+    /// `reset_caches` says). No file is open between samples, so no backing file is.
+    fn remount_backing(&mut self) -> Result<()> {
+        let mut untimed = PhaseTimes::default();
+        for (package, point) in &self.mounts {
+            let Some((image, _)) = self.images.get(package) else {
+                bail!("fuse: a kernel mount of {package} without its image");
+            };
+            crate::overlay::unmount_all(std::slice::from_ref(point))?;
+            let mut mounted = Vec::new();
+            crate::overlay::mount_layer(image, package, point, false, &mut untimed, &mut mounted)?;
+        }
+        Ok(())
+    }
+
+    /// Unmounts every kernel mount of images (after the daemon is gone).
+    fn unmount_backing(&mut self) -> Result<()> {
+        let points: Vec<PathBuf> = std::mem::take(&mut self.mounts).into_values().collect();
+        crate::overlay::unmount_all(&points)
     }
 
     /// Upgrades one installed package to `art`, its new version: copy, then replace
     /// (see the module doc). What `upgrade` does per package.
     pub fn replace(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
-        let Some(daemon) = &mut self.daemon else {
+        if self.daemon.is_none() {
             bail!("fuse: no daemon running: install first");
-        };
+        }
         let Some((old_image, old_name)) = self.images.get(&art.package).cloned() else {
             bail!("fuse: cannot upgrade {}: it is not installed", art.package);
         };
         let images = ctx.target.join("images");
         let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
-        times.time("notify", || -> Result<()> {
-            daemon.replace_image(&old_name, &image, &name)?;
-            // The daemon has let go of it: nothing serves the old version any more.
+        let old_point = self.mounts.get(&art.package).cloned();
+        let backing = self.mount_backing(&art.package, &image, ctx, times)?;
+        let Some(daemon) = &mut self.daemon else {
+            bail!("fuse: no daemon running: install first");
+        };
+        times.time("notify", || {
+            daemon.replace_image(&old_name, &image, &name, backing.as_deref())
+        })?;
+        // `fuse` times deleting the old image with the notify, as it always has; with
+        // kernel mounts there is a mount to release too, timed as `overlay` times its.
+        let phase = if self.kernel_mounts {
+            "release"
+        } else {
+            "notify"
+        };
+        times.time(phase, || -> Result<()> {
+            // The daemon has let go of it: nothing serves the old version any more. A
+            // backing file a reader still holds keeps only the detached mount alive.
+            if let Some(old_point) = &old_point {
+                self.mounts.remove(&format!("{} (replaced)", art.package));
+                Self::release_backing(old_point)?;
+            }
             if old_image != image {
                 std::fs::remove_file(&old_image)
                     .with_context(|| format!("removing {}", old_image.display()))?;
@@ -240,7 +326,7 @@ impl Model for FuseModel {
         // `ScanPackages` call after all downloads; this daemon takes one `add` per image).
         let fetched = fetch_verified_images(set, ctx, &images, DISTRI_SYNC, &mut times)?;
         for (art, image) in set.iter().zip(fetched) {
-            self.notify_added(art, image, &mut times)?;
+            self.notify_added(art, image, ctx, &mut times)?;
         }
         if DISTRI_SYNC.syncs(ctx.durability) {
             times.time("fetch", || sync_dir(&images))?;
@@ -312,13 +398,7 @@ impl Model for FuseModel {
                     images.display()
                 ),
             };
-            let name = image_name(image)?;
-            let Some(daemon) = &mut self.daemon else {
-                bail!("fuse: the daemon went away during the recovery");
-            };
-            daemon.add_image(image, &name)?;
-            self.images
-                .insert(art.package.clone(), (image.clone(), name));
+            self.notify_added(art, image.clone(), ctx, &mut PhaseTimes::default())?;
         }
         Ok(recovery)
     }
@@ -337,9 +417,11 @@ impl Model for FuseModel {
 
     fn reset_caches(&mut self) -> Result<()> {
         match &mut self.daemon {
-            Some(daemon) => daemon.forget_listings(),
-            None => Ok(()),
+            Some(daemon) => daemon.forget_listings()?,
+            None => return Ok(()),
         }
+        self.remount_backing()
+            .context("fuse: mounting the images again to empty squashfs's caches")
     }
 
     fn notes(&self) -> Vec<String> {
@@ -359,9 +441,12 @@ impl Model for FuseModel {
 
     fn teardown(&mut self) -> Result<()> {
         self.images.clear();
-        match self.daemon.take() {
+        let unmounted = match self.daemon.take() {
             Some(mut daemon) => daemon.unmount(),
             None => Ok(()),
-        }
+        };
+        // After the daemon: its backing files are on these mounts.
+        let released = self.unmount_backing();
+        unmounted.and(released)
     }
 }

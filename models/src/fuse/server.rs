@@ -11,16 +11,20 @@
 //! # Control protocol
 //! Lines over a Unix stream socket, one reply line per command:
 //! - the daemon starts with `ready` once mounted (or `err MESSAGE` and exits 1);
-//! - `add NAME<TAB>PATH` picks up the image at PATH as package NAME: the union takes
+//! - `add NAME<TAB>PATH[<TAB>BACKING]` picks up the image at PATH as package NAME
+//!   (BACKING: where the kernel has it mounted, for passthrough opens): the union takes
 //!   it, and the kernel is told to forget what it changes (`FUSE_NOTIFY_INVAL_INODE` for
 //!   each directory the image shares with the union, `FUSE_NOTIFY_INVAL_ENTRY` for each
 //!   of its names there, negative entries included); `ok` or `err MESSAGE`;
-//! - `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH` (an upgrade) puts the image at PATH, as
+//! - `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH[<TAB>BACKING]` (an upgrade) puts the image at PATH, as
 //!   package NEW_NAME, in the place of package OLD_NAME's image, which leaves the union
 //!   and the mount root; the kernel is told to forget every listing, entry and file that
 //!   changed (see `union`'s "Upgrades"); `ok` or `err MESSAGE`;
-//! - `forget`: drop the daemon's metadata caches and directory listings (`reset_caches`);
-//! - `stats`: `ok images=N nodes=N metadata_bytes=N`;
+//! - `forget`: drop the daemon's metadata caches, directory listings and registered
+//!   backing files (`reset_caches`);
+//! - `stats`: `ok images=N nodes=N metadata_bytes=N reads=N passthrough=STATE` (reads:
+//!   `READ` requests answered since the mount; backing_files: registered now; STATE:
+//!   `off`, `granted` or `refused`, what the kernel answered at `FUSE_INIT`);
 //! - `quit`: unmount and answer `ok`, or `ok held` (below); exit 0 once the session has
 //!   ended. End of file (the harness died) does the same without the answer.
 //!
@@ -32,7 +36,7 @@
 //! not wait for that (it reaps the daemon in the background); were the holder never to
 //! close, the daemon dies with the harness (its death signal).
 
-use super::fs::{FuseOptions, UnionFs};
+use super::fs::{BackingCache, FuseOptions, PassthroughState, UnionFs};
 use super::union::{Invalidations, Union};
 use anyhow::{anyhow, bail, Context, Result};
 use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionUnmounter};
@@ -111,13 +115,17 @@ fn serve(mount: &Mount, control: impl BufRead, reply: &mut impl Write) -> Result
             b"quit" => return Ok(true),
             b"forget" => {
                 mount.union.forget_listings();
+                mount.backings.clear();
                 Ok(String::new())
             }
             b"stats" => Ok(format!(
-                " images={} nodes={} metadata_bytes={}",
+                " images={} nodes={} metadata_bytes={} reads={} backing_files={} passthrough={}",
                 mount.union.image_count(),
                 mount.union.node_count(),
-                mount.union.cached_metadata_bytes()
+                mount.union.cached_metadata_bytes(),
+                mount.reads.load(std::sync::atomic::Ordering::Relaxed),
+                mount.backings.len(),
+                mount.passthrough.word()
             )),
             _ => {
                 if let Some(rest) = line.strip_prefix(b"add ") {
@@ -141,33 +149,35 @@ fn serve(mount: &Mount, control: impl BufRead, reply: &mut impl Write) -> Result
     Ok(false)
 }
 
-/// `add NAME<TAB>PATH`.
+/// `add NAME<TAB>PATH[<TAB>BACKING]`.
 fn add(mount: &Mount, rest: &[u8]) -> Result<()> {
-    let tab = rest
-        .iter()
-        .position(|&b| b == b'\t')
-        .context("add needs NAME<TAB>PATH")?;
-    let name = std::str::from_utf8(&rest[..tab]).context("image name is not UTF-8")?;
-    let path = Path::new(OsStr::from_bytes(&rest[tab + 1..]));
+    let mut fields = rest.splitn(3, |&b| b == b'\t');
+    let (Some(name), Some(path)) = (fields.next(), fields.next()) else {
+        bail!("add needs NAME<TAB>PATH[<TAB>BACKING]");
+    };
+    let name = std::str::from_utf8(name).context("image name is not UTF-8")?;
+    let path = Path::new(OsStr::from_bytes(path));
+    let backing = fields.next().map(|b| Path::new(OsStr::from_bytes(b)));
     let inval = mount
         .union
-        .add_image(path, name)
+        .add_image(path, name, backing)
         .with_context(|| format!("adding image {}", path.display()))?;
     mount.invalidate(&inval)
 }
 
-/// `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH`.
+/// `replace OLD_NAME<TAB>NEW_NAME<TAB>PATH[<TAB>BACKING]`.
 fn replace(mount: &Mount, rest: &[u8]) -> Result<()> {
-    let mut fields = rest.splitn(3, |&b| b == b'\t');
+    let mut fields = rest.splitn(4, |&b| b == b'\t');
     let (Some(old), Some(new), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
-        bail!("replace needs OLD_NAME<TAB>NEW_NAME<TAB>PATH");
+        bail!("replace needs OLD_NAME<TAB>NEW_NAME<TAB>PATH[<TAB>BACKING]");
     };
     let old = std::str::from_utf8(old).context("old image name is not UTF-8")?;
     let new = std::str::from_utf8(new).context("new image name is not UTF-8")?;
     let path = Path::new(OsStr::from_bytes(path));
+    let backing = fields.next().map(|b| Path::new(OsStr::from_bytes(b)));
     let inval = mount
         .union
-        .replace_image(old, path, new)
+        .replace_image(old, path, new, backing)
         .with_context(|| format!("replacing image {old} with {}", path.display()))?;
     // The union lock is released: the kernel may wait on a lookup of ours meanwhile.
     mount.invalidate(&inval)
@@ -182,6 +192,9 @@ fn one_line(e: &anyhow::Error) -> String {
 struct Mount {
     union: Arc<Union>,
     mountpoint: PathBuf,
+    passthrough: Arc<PassthroughState>,
+    reads: Arc<std::sync::atomic::AtomicU64>,
+    backings: Arc<BackingCache>,
     notifier: Notifier,
     unmounter: SessionUnmounter,
     session: Option<JoinHandle<std::io::Result<()>>>,
@@ -192,10 +205,10 @@ impl Mount {
     /// `mount(2)` on an open `/dev/fuse` (as root; no `fusermount3`).
     fn new(mountpoint: &Path, options: FuseOptions) -> Result<Mount> {
         let union = Arc::new(Union::new());
-        let fs = UnionFs {
-            union: union.clone(),
-            options,
-        };
+        let fs = UnionFs::new(union.clone(), options);
+        let passthrough = fs.passthrough.clone();
+        let reads = fs.reads.clone();
+        let backings = fs.backings.clone();
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("pkgbench".into()),
@@ -218,13 +231,31 @@ impl Mount {
             // If the spawn fails, the session is dropped with the closure: unmounted.
             .spawn(move || session.run())
             .context("starting the FUSE session thread")?;
-        Ok(Mount {
+        let mut mount = Mount {
             union,
             mountpoint: mountpoint.to_path_buf(),
+            passthrough,
+            reads,
+            backings,
             notifier,
             unmounter,
             session: Some(session),
-        })
+        };
+        if options.passthrough {
+            // The first request waits for FUSE_INIT: after it, the kernel has answered.
+            let seen = std::fs::metadata(mountpoint);
+            let state = mount.passthrough.word();
+            if seen.is_err() || state != "granted" {
+                let _ = mount.release();
+                let _ = mount.join();
+                bail!(
+                    "the kernel did not grant FUSE_PASSTHROUGH at {} (state {state}; it needs \
+                     Linux 6.9 or later built with CONFIG_FUSE_PASSTHROUGH, and CAP_SYS_ADMIN)",
+                    mountpoint.display()
+                );
+            }
+        }
+        Ok(mount)
     }
 
     fn invalidate(&self, inval: &Invalidations) -> Result<()> {

@@ -57,7 +57,8 @@
 use super::image::{Body, DirLoc, Image, Inode, Kind};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub const ROOT: u64 = 1;
@@ -253,11 +254,17 @@ impl Union {
 
     /// Opens the image at `path` and adds it: its root merges into `union/`, and it
     /// appears alone under `name/`. Returns what the kernel must forget.
-    pub fn add_image(&self, path: &Path, name: &str) -> Result<Invalidations> {
+    /// `backing` is where the kernel has the image mounted, for passthrough opens.
+    pub fn add_image(
+        &self,
+        path: &Path,
+        name: &str,
+        backing: Option<&Path>,
+    ) -> Result<Invalidations> {
         if name.as_bytes() == UNION_NAME || name.is_empty() || name.contains('/') {
             bail!("image name {name:?} cannot be a directory of the mount");
         }
-        let image = Arc::new(Image::open(path)?);
+        let image = Arc::new(open_image(path, backing)?);
         let root = image.inode(image.root)?;
         let Body::Dir(root_dir) = root.body else {
             bail!("{}: the root inode is not a directory", path.display());
@@ -295,11 +302,12 @@ impl Union {
         old_name: &str,
         path: &Path,
         new_name: &str,
+        backing: Option<&Path>,
     ) -> Result<Invalidations> {
         if new_name.as_bytes() == UNION_NAME || new_name.is_empty() || new_name.contains('/') {
             bail!("image name {new_name:?} cannot be a directory of the mount");
         }
-        let image = Arc::new(Image::open(path)?);
+        let image = Arc::new(open_image(path, backing)?);
         let root = image.inode(image.root)?;
         let Body::Dir(root_dir) = root.body else {
             bail!("{}: the root inode is not a directory", path.display());
@@ -396,6 +404,40 @@ impl Union {
             Content::File(f) => Some(f.clone()),
             _ => None,
         }
+    }
+
+    /// The file `ino` and its path inside its image (no leading `/`): the names from the
+    /// top directory (`union/` or a package's) down. A file the upgrade took out of the
+    /// tree has no path (`None`), like any node that is not a file.
+    pub fn file_path(&self, ino: u64) -> Option<(FileData, PathBuf)> {
+        let tree = self.read();
+        let Content::File(file) = &tree.node(ino)?.content else {
+            return None;
+        };
+        let mut names: Vec<&[u8]> = Vec::new();
+        let mut at = ino;
+        loop {
+            let parent = tree.node(at)?.parent;
+            let Content::Dir(dir) = &tree.node(parent)?.content else {
+                return None;
+            };
+            let (name, _) = dir.children.iter().find(|&&(_, child)| child == at)?;
+            names.push(name);
+            // The top directories are `union/` and the packages' at the mount root.
+            if parent == UNION || (parent != ROOT && tree.node(parent)?.parent == ROOT) {
+                break;
+            }
+            if parent == ROOT {
+                return None;
+            }
+            at = parent;
+        }
+        let path: PathBuf = names
+            .iter()
+            .rev()
+            .map(|n| std::ffi::OsStr::from_bytes(n))
+            .collect();
+        Some((file.clone(), path))
     }
 
     /// The child `name` of directory `parent`: `Ok(None)` when there is none.
@@ -514,6 +556,13 @@ fn read_listing(
         }
     }
     Ok(merged)
+}
+
+/// Opens an image, with where the kernel has it mounted (see [`Image::backing`]).
+fn open_image(path: &Path, backing: Option<&Path>) -> Result<Image> {
+    let mut image = Image::open(path)?;
+    image.backing = backing.map(Path::to_path_buf);
+    Ok(image)
 }
 
 impl Tree {
@@ -813,8 +862,8 @@ mod tests {
             fs::set_permissions(r.join("usr"), fs::Permissions::from_mode(0o700)).unwrap();
         });
         let u = Union::new();
-        u.add_image(&a, "a_1").unwrap();
-        u.add_image(&b, "b_1").unwrap();
+        u.add_image(&a, "a_1", None).unwrap();
+        u.add_image(&b, "b_1", None).unwrap();
         let (bin, _) = resolve(&u, "usr/bin").unwrap();
         assert_eq!(names(&u, bin), vec!["a", "b"]);
         assert_eq!(resolve(&u, "usr").unwrap().1.mode & 0o7777, 0o755);
@@ -826,8 +875,45 @@ mod tests {
         let (b_bin, _) = u.lookup(b_usr, b"bin").unwrap().unwrap();
         assert_eq!(names(&u, b_bin), vec!["b"]);
         assert!(u.lookup(UNION, b"nothing").unwrap().is_none());
-        assert!(u.add_image(&a, "a_1").is_err(), "an image added twice");
-        assert!(u.add_image(&a, "union").is_err(), "a name the mount uses");
+        assert!(
+            u.add_image(&a, "a_1", None).is_err(),
+            "an image added twice"
+        );
+        assert!(
+            u.add_image(&a, "union", None).is_err(),
+            "a name the mount uses"
+        );
+    }
+
+    #[test]
+    fn a_files_path_in_its_image_is_the_same_from_the_union_and_from_its_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = image(dir.path(), "a_1", |r| write(r, "usr/lib/a/data", "a"));
+        let b = image(dir.path(), "b_1", |r| write(r, "usr/lib/b", "b"));
+        let u = Union::new();
+        u.add_image(&a, "a_1", Some(Path::new("/mnt/a"))).unwrap();
+        u.add_image(&b, "b_1", None).unwrap();
+        let (data, _) = resolve(&u, "usr/lib/a/data").unwrap();
+        let (file, path) = u.file_path(data).unwrap();
+        assert_eq!(path, Path::new("usr/lib/a/data"));
+        assert_eq!(file.image.backing.as_deref(), Some(Path::new("/mnt/a")));
+        let (b_file, _) = resolve(&u, "usr/lib/b").unwrap();
+        let (file, path) = u.file_path(b_file).unwrap();
+        assert_eq!(
+            (path.as_path(), file.image.backing.as_deref()),
+            (Path::new("usr/lib/b"), None)
+        );
+        // The same file seen under its package's own directory.
+        let (top, _) = u.lookup(ROOT, b"a_1").unwrap().unwrap();
+        let (usr, _) = u.lookup(top, b"usr").unwrap().unwrap();
+        let (lib, _) = u.lookup(usr, b"lib").unwrap().unwrap();
+        let (a_dir, _) = u.lookup(lib, b"a").unwrap().unwrap();
+        let (alone, _) = u.lookup(a_dir, b"data").unwrap().unwrap();
+        assert_eq!(u.file_path(alone).unwrap().1, Path::new("usr/lib/a/data"));
+        assert!(
+            u.file_path(lib).is_none(),
+            "a directory has no backing file"
+        );
     }
 
     #[test]
@@ -843,8 +929,8 @@ mod tests {
             write(r, "etc/other", "only here");
         });
         let u = Union::new();
-        u.add_image(&first, "first_1").unwrap();
-        u.add_image(&second, "second_1").unwrap();
+        u.add_image(&first, "first_1", None).unwrap();
+        u.add_image(&second, "second_1", None).unwrap();
         let (conf, attr) = resolve(&u, "etc/conf").unwrap();
         assert_eq!((attr.kind, attr.size), (Kind::File, 5));
         assert_eq!(contents(&u, conf), "first");
@@ -871,8 +957,8 @@ mod tests {
             symlink("p.so", r.join("usr/lib/link")).unwrap();
         });
         let u = Union::new();
-        u.add_image(&old, "p_1").unwrap();
-        u.add_image(&other, "q_1").unwrap();
+        u.add_image(&old, "p_1", None).unwrap();
+        u.add_image(&other, "q_1", None).unwrap();
         // The kernel has seen usr/lib listed and p.so, gone and kept looked up.
         let (lib, _) = resolve(&u, "usr/lib").unwrap();
         assert_eq!(names(&u, lib), vec!["gone", "p.so"]);
@@ -882,7 +968,7 @@ mod tests {
         let (share, _) = resolve(&u, "usr/share").unwrap();
         let _ = resolve(&u, "usr/lib/gone").unwrap();
 
-        let inval = u.replace_image("p_1", &new, "p_2").unwrap();
+        let inval = u.replace_image("p_1", &new, "p_2", None).unwrap();
         // Still first in the order: the new version's file wins over q's, under the
         // same inode number, whose cached pages the kernel must drop.
         let (so_after, attr) = resolve(&u, "usr/lib/p.so").unwrap();
@@ -916,7 +1002,10 @@ mod tests {
         // The mount root shows the new version's directory instead of the old one's.
         assert_eq!(names(&u, ROOT), vec!["p_2", "q_1", "union"]);
         assert!(inval.entries.contains(&(ROOT, b"p_1"[..].into())));
-        assert!(u.replace_image("p_1", &new, "p_3").is_err(), "p_1 is gone");
+        assert!(
+            u.replace_image("p_1", &new, "p_3", None).is_err(),
+            "p_1 is gone"
+        );
     }
 
     #[test]
@@ -924,7 +1013,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = image(dir.path(), "a_1", |r| write(r, "usr/bin/a", "a"));
         let u = Union::new();
-        u.add_image(&a, "a_1").unwrap();
+        u.add_image(&a, "a_1", None).unwrap();
         let before = resolve(&u, "usr/bin/a").unwrap();
         let bin = resolve(&u, "usr/bin").unwrap().0;
         u.forget_listings();

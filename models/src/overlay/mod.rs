@@ -633,7 +633,7 @@ fn remount(state: &mut Installed, direct_io: bool) -> Result<()> {
 /// Attaches `image` (of `package`) to a loop device and mounts it read-only at `point`,
 /// which it creates if it is missing; `point` goes onto `mounts` once mounted. Timed as
 /// "loop" and "squashfs".
-fn mount_layer(
+pub(crate) fn mount_layer(
     image: &Path,
     package: &str,
     point: &Path,
@@ -799,7 +799,7 @@ fn unmount_each(mounts: &[PathBuf]) -> Vec<(PathBuf, nix::Error)> {
 }
 
 /// Unmounts `mounts` as `unmount_each` does; the first error is returned.
-fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
+pub(crate) fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
     match unmount_each(mounts).into_iter().next() {
         Some((point, e)) => {
             Err(anyhow::Error::new(e).context(format!("unmounting {}", point.display())))
