@@ -177,6 +177,11 @@ impl PassthroughState {
         self.0.store(state, Ordering::SeqCst);
     }
 
+    /// Whether the kernel granted passthrough.
+    pub fn granted(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == Self::GRANTED
+    }
+
     /// `off` (not asked for, or no `FUSE_INIT` yet), `granted` or `refused`.
     pub fn word(&self) -> &'static str {
         match self.0.load(Ordering::SeqCst) {
@@ -298,7 +303,7 @@ impl UnionFs {
     /// Answers an open of file `ino` with its backing file, if it has one and is large
     /// enough; gives the reply back when the daemon is to serve the reads itself.
     fn open_passthrough(&self, ino: u64, reply: ReplyOpen) -> Option<ReplyOpen> {
-        if self.passthrough.word() != "granted" {
+        if !self.passthrough.granted() {
             return Some(reply);
         }
         let Some((file, path)) = self.union.file_path(ino) else {

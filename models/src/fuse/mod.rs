@@ -95,6 +95,9 @@ pub struct FuseModel {
     images: BTreeMap<String, (PathBuf, String)>,
     /// With `kernel_mounts`, each installed package's kernel mount of its image.
     mounts: BTreeMap<String, PathBuf>,
+    /// Kernel mounts of images an upgrade replaced, until it releases them (teardown
+    /// unmounts them too, should the upgrade fail before).
+    retired: Vec<PathBuf>,
     /// Kernel mounts made so far: each gets the next number as its mount point's name,
     /// so an upgrade's new mount never takes an old one's place.
     mounts_made: usize,
@@ -167,17 +170,19 @@ impl FuseModel {
         self.mounts_made += 1;
         let mut mounted = Vec::new();
         crate::overlay::mount_layer(image, package, &point, false, times, &mut mounted)?;
-        if let Some(old) = self.mounts.insert(package.to_string(), point.clone()) {
-            // Only an upgrade mounts a package twice, and it releases the old one.
-            self.mounts.insert(format!("{package} (replaced)"), old);
-        }
+        // Only an upgrade mounts a package twice; it releases the old mount.
+        self.retired
+            .extend(self.mounts.insert(package.to_string(), point.clone()));
         Ok(Some(point))
     }
 
-    /// Unmounts (lazily) and removes the kernel mount `point`.
-    fn release_backing(point: &Path) -> Result<()> {
-        crate::overlay::unmount_all(&[point.to_path_buf()])?;
-        std::fs::remove_dir(point).with_context(|| format!("removing {}", point.display()))
+    /// Unmounts (lazily) and removes the kernel mounts upgrades replaced.
+    fn release_retired(&mut self) -> Result<()> {
+        for point in std::mem::take(&mut self.retired) {
+            crate::overlay::unmount_all(std::slice::from_ref(&point))?;
+            std::fs::remove_dir(&point).with_context(|| format!("removing {}", point.display()))?;
+        }
+        Ok(())
     }
 
     /// Unmounts every kernel mount of images and mounts each again at the same place:
@@ -198,7 +203,8 @@ impl FuseModel {
 
     /// Unmounts every kernel mount of images (after the daemon is gone).
     fn unmount_backing(&mut self) -> Result<()> {
-        let points: Vec<PathBuf> = std::mem::take(&mut self.mounts).into_values().collect();
+        let mut points: Vec<PathBuf> = std::mem::take(&mut self.mounts).into_values().collect();
+        points.append(&mut self.retired);
         crate::overlay::unmount_all(&points)
     }
 
@@ -214,7 +220,6 @@ impl FuseModel {
         let images = ctx.target.join("images");
         let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
-        let old_point = self.mounts.get(&art.package).cloned();
         let backing = self.mount_backing(&art.package, &image, ctx, times)?;
         let Some(daemon) = &mut self.daemon else {
             bail!("fuse: no daemon running: install first");
@@ -232,10 +237,7 @@ impl FuseModel {
         times.time(phase, || -> Result<()> {
             // The daemon has let go of it: nothing serves the old version any more. A
             // backing file a reader still holds keeps only the detached mount alive.
-            if let Some(old_point) = &old_point {
-                self.mounts.remove(&format!("{} (replaced)", art.package));
-                Self::release_backing(old_point)?;
-            }
+            self.release_retired()?;
             if old_image != image {
                 std::fs::remove_file(&old_image)
                     .with_context(|| format!("removing {}", old_image.display()))?;

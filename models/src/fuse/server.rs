@@ -244,8 +244,8 @@ impl Mount {
         if options.passthrough {
             // The first request waits for FUSE_INIT: after it, the kernel has answered.
             let seen = std::fs::metadata(mountpoint);
-            let state = mount.passthrough.word();
-            if seen.is_err() || state != "granted" {
+            if seen.is_err() || !mount.passthrough.granted() {
+                let state = mount.passthrough.word();
                 let _ = mount.release();
                 let _ = mount.join();
                 bail!(
