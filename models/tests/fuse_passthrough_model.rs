@@ -208,6 +208,11 @@ fn root_fuse_passthrough_mmap_and_upgrade_release_the_old_mount() {
         // SAFETY: unmapping what was mapped above.
         unsafe { libc::munmap(mapped, len) };
         drop(file);
+        // Every file opened once: each registers its backing file, which holds its
+        // image's mount.
+        for (rel, _, _) in &files {
+            fs::read(model.view().root.join(rel)).unwrap();
+        }
         // An upgrade of one package: its new image gets a mount, the old one's goes.
         let to: Vec<Artifact> = new_versions
             .iter()
@@ -220,6 +225,16 @@ fn root_fuse_passthrough_mmap_and_upgrade_release_the_old_mount() {
             backing.len(),
             set.len(),
             "one kernel mount per package after the upgrade: {backing:?}"
+        );
+        // The replaced images' loop devices detach: no backing file still holds them.
+        let target = ctx.target.to_string_lossy().into_owned();
+        models::conformance::testing::eventually(
+            "the replaced images' loop devices detach",
+            || {
+                models::conformance::testing::loop_backing_files()
+                    .iter()
+                    .all(|f| !(f.starts_with(&target) && f.ends_with(" (deleted)")))
+            },
         );
         model.teardown().unwrap();
         assert!(mounts_under(work.path()).is_empty());

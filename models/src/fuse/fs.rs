@@ -218,6 +218,12 @@ impl BackingCache {
         self.lock().clear();
     }
 
+    /// Closes the backing files of images `served` says the union no longer reads (an
+    /// upgrade replaced them), so that their kernel mounts can go.
+    pub fn retain_served(&self, served: impl Fn(&Arc<super::image::Image>) -> bool) {
+        self.lock().retain(|_, b| served(&b.image));
+    }
+
     /// Backing files registered.
     pub fn len(&self) -> usize {
         self.lock().len()

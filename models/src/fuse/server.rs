@@ -179,6 +179,10 @@ fn replace(mount: &Mount, rest: &[u8]) -> Result<()> {
         .union
         .replace_image(old, path, new, backing)
         .with_context(|| format!("replacing image {old} with {}", path.display()))?;
+    // Before the answer: the installer then releases the old image's kernel mount.
+    mount
+        .backings
+        .retain_served(|image| mount.union.serves(image));
     // The union lock is released: the kernel may wait on a lookup of ours meanwhile.
     mount.invalidate(&inval)
 }

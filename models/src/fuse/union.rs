@@ -380,6 +380,15 @@ impl Union {
             .sum()
     }
 
+    /// Whether the union still reads from `image` (an upgrade has not replaced it).
+    pub fn serves(&self, image: &Arc<Image>) -> bool {
+        self.read()
+            .images
+            .iter()
+            .flatten()
+            .any(|i| Arc::ptr_eq(i, image))
+    }
+
     pub fn node_count(&self) -> usize {
         self.read().nodes.len()
     }
