@@ -28,7 +28,14 @@ const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd
 /// FUSE server was a thread of the harness: a SIGKILL landing while the harness's main
 /// thread waited on a request its own server thread had taken left the process
 /// unkillable. Its daemon is a process of its own now.)
-const MODELS: [&str; 5] = ["hooks", "nar", "fuse", "overlay", "fuse-passthrough"];
+const MODELS: [&str; 6] = [
+    "hooks",
+    "nar",
+    "fuse",
+    "overlay",
+    "fuse-passthrough",
+    "composefs",
+];
 
 /// splitmix64: a seeded PRNG, so a trial's kill moment can be replayed.
 struct Rng(u64);
@@ -419,7 +426,8 @@ fn root_install_killed_at_random_moments_recovers_with_the_right_digest_and_leak
 /// set atomic: dpkg (apt's unpack and configure of each package) and distri (each
 /// package's image replaced on its own). A kill between two packages leaves some
 /// upgraded and some not, each whole: the real tool's own state, counted as `mixed`.
-/// `nar` (one profile switch) and `overlay` (one overlay mount) commit the whole set;
+/// `nar` (one profile switch), `overlay` (one overlay mount) and `composefs` (one image
+/// mount) commit the whole set;
 /// `fuse-passthrough` upgrades as `fuse` does.
 const PER_PACKAGE: [&str; 3] = ["hooks", "fuse", "fuse-passthrough"];
 

@@ -203,6 +203,7 @@ pub fn catalog() -> Vec<ModelInfo> {
         crate::fuse::INFO,
         crate::overlay::INFO,
         crate::fuse_passthrough::INFO,
+        crate::composefs::INFO,
         crate::fuse::reference::INFO,
         crate::refs::dpkg::INFO,
         crate::refs::nix::INFO,

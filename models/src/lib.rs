@@ -10,6 +10,7 @@
 //! call.
 
 pub mod catalog;
+pub mod composefs;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod formats;

@@ -68,22 +68,46 @@ pub const FUSE_DEVICE: Need = Need::Check {
 /// daemon that is refused it fails its mount naming that.
 pub const FUSE_PASSTHROUGH: Need = Need::Check {
     name: "FUSE passthrough (Linux 6.9)",
+    check: || kernel_at_least((6, 9), "FUSE passthrough"),
+};
+
+/// What the `composefs` crate's mount needs of the kernel: EROFS mounted from a file
+/// without a loop device (6.12), overlay's data-only layers (`datadir+`, 6.5) and
+/// detached mounts as overlay layers (6.15; the crate's `pre-6.15` feature, a loop
+/// device and a temporary mount point instead, is not built).
+pub const COMPOSEFS_MOUNTS: Need = Need::Check {
+    name: "composefs mounts (Linux 6.15)",
     check: || {
-        let release = rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned();
-        match kernel_version(&release) {
-            Some(v) if v >= (6, 9) => Ok(()),
-            Some((major, minor)) => Err(format!(
-                "needs FUSE passthrough (Linux 6.9 or later); this kernel is {major}.{minor}"
-            )),
-            None => Err(format!(
-                "needs FUSE passthrough (Linux 6.9 or later); cannot read the kernel version {release:?}"
-            )),
-        }
+        kernel_at_least(
+            (6, 15),
+            "composefs mounts (file-backed EROFS, overlay data-only layers, detached layers)",
+        )
     },
 };
+
+/// EROFS in the kernel.
+pub const EROFS: Need = Need::Check {
+    name: "EROFS",
+    check: || kernel_filesystem("erofs"),
+};
+
+/// Whether the running kernel is `wanted` or later; `Err` names `what` needs it.
+fn kernel_at_least(wanted: (u32, u32), what: &str) -> Result<(), String> {
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let (major, minor) = wanted;
+    match kernel_version(&release) {
+        Some(v) if v >= wanted => Ok(()),
+        Some((have_major, have_minor)) => Err(format!(
+            "needs {what} (Linux {major}.{minor} or later); this kernel is {have_major}.{have_minor}"
+        )),
+        None => Err(format!(
+            "needs {what} (Linux {major}.{minor} or later); cannot read the kernel version {release:?}"
+        )),
+    }
+}
 
 /// `(major, minor)` of a kernel release string such as `6.18.44-fc-v1272`.
 pub fn kernel_version(release: &str) -> Option<(u32, u32)> {

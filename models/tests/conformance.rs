@@ -70,6 +70,7 @@ model_tests! {
     fuse => "fuse",
     overlay => "overlay",
     fuse_passthrough => "fuse-passthrough",
+    composefs => "composefs",
     ref_squashfuse => "ref-squashfuse",
     ref_dpkg => "ref-dpkg",
     ref_nix => "ref-nix",

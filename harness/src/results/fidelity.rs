@@ -1,5 +1,5 @@
 //! The fidelity table: each model against the reference run of the real tool doing the
-//! same work, and the FUSE readers against each other, as ratios of medians (model /
+//! same work, and the readers (FUSE, passthrough, composefs) against each other, as ratios of medians (model /
 //! reference; below 1 the model is faster).
 //!
 //! A ratio is printed only for the same work. The read workloads are the same walk and
@@ -156,7 +156,7 @@ pub fn render_fidelity(results: &RunResults) -> String {
         ),
         (
             PairKind::Readers,
-            "FUSE readers on the same images (median fuse / median other; < 1: fuse is faster)",
+            "readers of the same tree (median model / median other; < 1: the model reads faster)",
         ),
     ] {
         let rows: Vec<&FidelityRow> = results.fidelity.iter().filter(|r| r.kind == kind).collect();
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(rows[0].kind, PairKind::Readers);
         assert!((rows[0].ratio - 1.5).abs() < 1e-12);
         let text = render_fidelity(&crate::mock::results_with_fidelity(rows));
-        assert!(text.contains("FUSE readers"), "{text}");
+        assert!(text.contains("readers of the same tree"), "{text}");
         assert!(!text.contains("fidelity:"), "{text}");
     }
 }
