@@ -13,11 +13,13 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Bytes of every file on the mirror: the model's download size.
+    /// Bytes of every file on the mirror: the model's download size. A file several
+    /// artifacts list (an object `composefs` packages share) counts once.
     pub fn bytes(&self) -> u64 {
-        self.artifacts
-            .iter()
-            .flat_map(|a| &a.files)
+        let files: std::collections::BTreeSet<&PathBuf> =
+            self.artifacts.iter().flat_map(|a| &a.files).collect();
+        files
+            .into_iter()
             .filter_map(|f| fs::metadata(self.dir.join(f)).ok())
             .map(|m| m.len())
             .sum()
