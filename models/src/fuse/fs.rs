@@ -79,6 +79,9 @@ pub struct FuseOptions {
     pub passthrough: bool,
     /// With `passthrough`, only files of at least this many bytes pass through.
     pub passthrough_min_bytes: u64,
+    /// Let the kernel read ahead in the image files the daemon reads (see
+    /// `Union::with_image_readahead`).
+    pub image_readahead: bool,
 }
 
 /// Entries and attributes of immutable images: as good as forever.
@@ -96,6 +99,7 @@ impl Default for FuseOptions {
             zero_message_open: true,
             passthrough: false,
             passthrough_min_bytes: 0,
+            image_readahead: true,
         }
     }
 }
@@ -114,6 +118,7 @@ impl FuseOptions {
             format!("zero_message_open={}", self.zero_message_open),
             format!("passthrough={}", self.passthrough),
             format!("passthrough_min_bytes={}", self.passthrough_min_bytes),
+            format!("image_readahead={}", self.image_readahead),
         ]
     }
 
@@ -156,8 +161,9 @@ impl FuseOptions {
             "zero_message_open" => self.zero_message_open = flag()?,
             "passthrough" => self.passthrough = flag()?,
             "passthrough_min_bytes" => self.passthrough_min_bytes = number()?,
+            "image_readahead" => self.image_readahead = flag()?,
             _ => bail!(
-                "unknown fuse option {key:?} (known: threads, entry_timeout_ms, negative_entries, keep_cache, max_readahead, readdirplus, zero_message_open, passthrough, passthrough_min_bytes)"
+                "unknown fuse option {key:?} (known: threads, entry_timeout_ms, negative_entries, keep_cache, max_readahead, readdirplus, zero_message_open, passthrough, passthrough_min_bytes, image_readahead)"
             ),
         }
         Ok(())
@@ -632,6 +638,7 @@ mod tests {
             zero_message_open: false,
             passthrough: true,
             passthrough_min_bytes: 65536,
+            image_readahead: false,
         };
         let mut read = FuseOptions::default();
         for word in changed.to_words() {

@@ -158,6 +158,13 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 impl Image {
+    /// Tells the kernel not to read ahead in this image file (`POSIX_FADV_RANDOM` over
+    /// the whole file: a length of 0 is "to the end").
+    pub fn advise_random(&self) -> Result<()> {
+        rustix::fs::fadvise(&self.file, 0, 0, rustix::fs::Advice::Random)
+            .with_context(|| format!("fadvise RANDOM on {}", self.path.display()))
+    }
+
     /// Opens `path` and reads its superblock, id table and fragment table.
     pub fn open(path: &Path) -> Result<Image> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;

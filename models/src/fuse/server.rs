@@ -208,7 +208,7 @@ impl Mount {
     /// Mounts an empty union at `mountpoint` and starts serving it. fuser mounts with
     /// `mount(2)` on an open `/dev/fuse` (as root; no `fusermount3`).
     fn new(mountpoint: &Path, options: FuseOptions) -> Result<Mount> {
-        let union = Arc::new(Union::new());
+        let union = Arc::new(Union::new().with_image_readahead(options.image_readahead));
         let fs = UnionFs::new(union.clone(), options);
         let passthrough = fs.passthrough.clone();
         let reads = fs.reads.clone();
