@@ -57,6 +57,7 @@ pub mod image;
 pub mod manifest;
 
 use crate::mirror_files::artifact_for;
+use crate::overlay::unmount_all;
 use crate::{upgraded_set, Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use composefs::fsverity::{Algorithm, FsVerityHashValue, Sha256HashValue};
@@ -401,19 +402,6 @@ fn mount_image(store: &Store, image_id: &str, view: &Path) -> Result<()> {
                 view.display()
             )
         })
-}
-
-/// Unmounts `mounts` in reverse, lazily; the first error is returned, every one tried.
-fn unmount_all(mounts: &[PathBuf]) -> Result<()> {
-    let mut first = None;
-    for point in mounts.iter().rev() {
-        if let Err(e) = umount2(point, MntFlags::MNT_DETACH) {
-            first.get_or_insert_with(|| {
-                anyhow::Error::new(e).context(format!("unmounting {}", point.display()))
-            });
-        }
-    }
-    first.map_or(Ok(()), Err)
 }
 
 fn image_ref(generation: usize) -> String {
