@@ -45,10 +45,14 @@ impl FsKind {
     }
 
     /// The mkfs command line (program and arguments before the image), or None for
-    /// tmpfs. Quiet and forced (the image is new), otherwise each tool's defaults.
+    /// tmpfs. Quiet and forced (the image is new), otherwise each tool's defaults (and
+    /// ext4's verity feature).
     fn mkfs(self) -> Option<(&'static str, &'static [&'static str])> {
         match self {
-            FsKind::Ext4 => Some(("mkfs.ext4", &["-q", "-F"])),
+            // With the verity feature, as composefs's hosts make ext4 (a kernel with
+            // fs-verity then enforces the store's digests); it changes nothing for a
+            // file that does not enable verity, which is every other model's.
+            FsKind::Ext4 => Some(("mkfs.ext4", &["-q", "-F", "-O", "verity"])),
             FsKind::Xfs => Some(("mkfs.xfs", &["-q", "-f"])),
             FsKind::Btrfs => Some(("mkfs.btrfs", &["-q", "-f"])),
             FsKind::Tmpfs => None,

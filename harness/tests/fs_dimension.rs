@@ -63,7 +63,10 @@ fn root_a_run_on_ext4_and_tmpfs_writes_results_per_filesystem_and_leaves_nothing
         &fs::read_to_string(work.path().join("out/ext4/results.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(ext4["config"]["fs"]["mkfs"], "mkfs.ext4 -q -F IMAGE");
+    assert_eq!(
+        ext4["config"]["fs"]["mkfs"],
+        "mkfs.ext4 -q -F -O verity IMAGE"
+    );
     let tmpfs: Value = serde_json::from_str(
         &fs::read_to_string(work.path().join("out/tmpfs/results.json")).unwrap(),
     )

@@ -117,6 +117,17 @@ pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Whether the kernel has fs-verity (`CONFIG_FS_VERITY`). No file in /proc says so, but
+/// ext4 lists a `verity` feature in `/sys/fs/ext4/features` only when it is built in, so
+/// that is the test. Not a need of any model: composefs uses it where it is and says so.
+pub fn fs_verity() -> Result<(), String> {
+    if Path::new("/sys/fs/ext4/features/verity").exists() {
+        Ok(())
+    } else {
+        Err("this kernel has no fs-verity (CONFIG_FS_VERITY: /sys/fs/ext4/features lists no verity)".into())
+    }
+}
+
 /// Loop devices.
 pub const LOOP_DEVICES: Need = Need::Check {
     name: "loop devices",

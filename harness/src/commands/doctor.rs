@@ -73,6 +73,13 @@ pub fn doctor(args: &DoctorArgs) -> Result<ExitCode> {
             },
         );
     }
+    // Optional: no model needs it, so its absence is "no", not a failure.
+    let verity = models::needs::fs_verity();
+    println!(
+        "[{}] fs-verity (optional: composefs enforces its objects' digests at read with it){}",
+        if verity.is_ok() { " ok " } else { " no " },
+        verity.err().map(|e| format!(": {e}")).unwrap_or_default()
+    );
     println!("programs:");
     for (program, package, used_by) in [
         ("sh", "dash", "hooks: maintainer scripts"),

@@ -616,7 +616,12 @@ impl Model for ComposefsModel {
             if self.counts.verity {
                 "composefs: the store has fs-verity: the kernel computed every object's digest and OverlayFS checks it at every open (verity=require)".to_string()
             } else {
-                "composefs: the target's filesystem has no fs-verity: objects' fs-verity sha256 digests were computed in user space and checked at install, not enforced at read".to_string()
+                format!(
+                    "composefs: the store has no fs-verity ({}): objects' fs-verity sha256 digests were computed in user space and checked at install, not enforced at read",
+                    crate::needs::fs_verity()
+                        .err()
+                        .unwrap_or_else(|| "the target's filesystem refused it".into())
+                )
             },
             format!(
                 "composefs: the install fetched {} objects and found {} references to objects already fetched or held{}",
