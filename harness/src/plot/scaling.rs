@@ -4,7 +4,7 @@
 //!
 //! Figures: install time per package by model; cold-read and many-file time by model;
 //! and what each model's description asks for (`models::catalog::SweepFigures`): its
-//! install phases against its number of layers (overlay: fetch, loop, squashfs, overlay
+//! install phases against the number of packages (overlay: fetch, loop, squashfs, overlay
 //! mount), and for a view of one layer per package its lookup latency (a name in the
 //! first layer, in the last, in none; cold and warm) against the number of layers.
 
@@ -215,7 +215,7 @@ fn format_number(v: f64) -> String {
     }
 }
 
-/// `model`'s install `phases` against its number of layers (`scaling-MODEL-phases`).
+/// `model`'s install `phases` against the number of packages (`scaling-MODEL-phases`).
 fn plot_phase_curves(
     model: &str,
     phases: &[&str],
@@ -234,7 +234,8 @@ fn plot_phase_curves(
     plot_curves(
         &out.join(format!("scaling-{model}-phases")),
         &format!("{model} install phases"),
-        "layers (packages, log)",
+        // Not "layers": composefs's set is one image and one mount at every N.
+        "packages installed (log)",
         "phase time (ms, log)",
         curves,
     )
