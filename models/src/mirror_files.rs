@@ -45,6 +45,11 @@ fn image_of(art: &Artifact) -> Result<(&Path, &std::ffi::OsStr)> {
     Ok((rel, name))
 }
 
+/// Where [`fetch_verified_image`] puts `art`'s image in `images`.
+pub fn image_path(art: &Artifact, images: &Path) -> Result<PathBuf> {
+    Ok(images.join(image_of(art)?.1))
+}
+
 /// Fetches one image into the image directory and checks it, as snapd does before it
 /// mounts a snap: **fetch** copies it under a temporary name; **verify** reads it back
 /// and compares its sha256 and size with the mirror's index (`art.sha256`,

@@ -187,22 +187,26 @@ fn root_ref_squashfuse_refuses_an_image_whose_hash_differs_from_the_index() {
     });
 }
 
-/// Installs version 1, then upgrades p1 to version 2 whose image has a flipped byte:
-/// refused with it named, the old version still in the view.
+/// Installs version 1, then upgrades p0 and p1 to version 2, p1's image with a flipped
+/// byte: refused with it named, and both old versions still in the view, because every
+/// new image is fetched and checked before the first package is switched.
 fn upgrade_refuses(model: &mut dyn Model, work: &Path) {
     let ctx = ctx(work);
     let installed = pack(model, &packages(work, "1"), &ctx.mirror);
     model.install(&installed, &ctx).unwrap();
-    let to = pack(model, &packages(work, "2")[1..2], &ctx.mirror);
-    let image = flip_a_byte(&to[0], &ctx.mirror);
+    let to = pack(model, &packages(work, "2")[0..2], &ctx.mirror);
+    let image = flip_a_byte(&to[1], &ctx.mirror);
     let err = format!("{:#}", model.upgrade(&installed, &to, &ctx).unwrap_err());
     assert_named(&err, "p1", &image);
     let view = model.view().root;
-    assert_eq!(
-        fs::read_to_string(view.join("usr/share/p1/data")).unwrap(),
-        "p1 1\n",
-        "the old version is no longer served"
-    );
+    for p in ["p0", "p1"] {
+        assert_eq!(
+            fs::read_to_string(view.join(format!("usr/share/{p}/data"))).unwrap(),
+            format!("{p} 1\n"),
+            "{}: the old version of {p} is no longer served",
+            model.name()
+        );
+    }
     assert!(!images(&ctx.target).iter().any(|f| f.contains("p1_2")));
     model.teardown().unwrap();
     assert!(mounts_under(work).is_empty());

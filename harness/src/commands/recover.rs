@@ -23,7 +23,7 @@ use crate::namespace::{enter_private_mount_namespace, is_root};
 use anyhow::{bail, Context, Result};
 use models::{catalog, Durability, Model, ModelOptions, RunCtx};
 use std::process::ExitCode;
-use workloads::corpus::upgrade::{digest_after, point_release};
+use workloads::corpus::upgrade::{digest_with, point_release};
 use workloads::view::{digest_view, TreeDigest};
 
 /// How many differences a torn view reports.
@@ -101,14 +101,23 @@ fn recover_and_classify(
     let mut line = serde_json::json!({
         "model": model.name(),
         "state": state,
-        "upgraded": upgraded,
+        "upgraded": upgraded.len(),
+        "upgraded_packages": upgraded
+            .iter()
+            .filter_map(|&i| to.get(i).map(|a| a.package.clone()))
+            .collect::<Vec<_>>(),
         "of": to.len(),
         "steps": recovery.steps,
         "differences": differences,
     });
     if args.complete && state != "new" && state != "torn" {
+        // The rest of the release: what apt's rerun, or distri's next update, fetches.
+        let rest: Vec<models::Artifact> = (0..to.len())
+            .filter(|i| !upgraded.contains(i))
+            .map(|i| to[i].clone())
+            .collect();
         model
-            .upgrade(installed, &to[upgraded..], ctx)
+            .upgrade(installed, &rest, ctx)
             .context("completing the upgrade after the recovery")?;
         let (after, _, differences) = classify(model, corpus, release)?;
         line["completed"] = serde_json::Value::Bool(after == "new");
@@ -119,32 +128,71 @@ fn recover_and_classify(
     Ok(line)
 }
 
-/// Which set the model's view holds: (state, upgraded packages, differences from the
-/// new set when torn).
+/// Up to this many packages in a release, every mix of whole packages is tried (2^n
+/// digests); above it only the prefixes of the release's order, which is what dpkg
+/// leaves.
+const MIXES_TRIED_UP_TO: usize = 8;
+
+/// Which set the model's view holds: (state, the places in the release of the packages
+/// upgraded, differences from the new set when torn).
 fn classify(
     model: &dyn Model,
     corpus: &workloads::corpus::Corpus,
     release: &workloads::corpus::upgrade::PointRelease,
-) -> Result<(&'static str, usize, Vec<String>)> {
+) -> Result<(&'static str, Vec<usize>, Vec<String>)> {
     let view = model.view();
     let actual = digest_view(&view_spec(&view)).context("digesting the recovered view")?;
     let rule = mode_rule(&view);
     let same = |expected: &TreeDigest| expected.as_installed(rule) == actual;
     let n = release.packages.len();
     if same(&corpus.digest) {
-        return Ok(("old", 0, Vec::new()));
+        return Ok(("old", Vec::new(), Vec::new()));
     }
     if same(&release.digest) {
-        return Ok(("new", n, Vec::new()));
+        return Ok(("new", (0..n).collect(), Vec::new()));
     }
-    for k in 1..n {
-        if same(&digest_after(corpus, release, k)?) {
-            return Ok(("mixed", k, Vec::new()));
+    for upgraded in mixes(n) {
+        if same(&digest_with(corpus, release, &upgraded)?) {
+            return Ok(("mixed", upgraded, Vec::new()));
         }
     }
     let differences = release
         .digest
         .as_installed(rule)
         .differences(&actual, DIFFERENCES_SHOWN);
-    Ok(("torn", 0, differences))
+    Ok(("torn", Vec::new(), differences))
+}
+
+/// The mixes of whole packages of a release of `n` that are neither the old set nor the
+/// new one, as places in the release: the prefixes first (dpkg's), then, up to
+/// [`MIXES_TRIED_UP_TO`] packages, every other subset (distri's, whose images arrive in
+/// any order).
+fn mixes(n: usize) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = (1..n).map(|k| (0..k).collect()).collect();
+    if (1..=MIXES_TRIED_UP_TO).contains(&n) {
+        for mask in 1u32..(1 << n) - 1 {
+            let set: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+            if !out.contains(&set) {
+                out.push(set);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mixes;
+
+    #[test]
+    fn mixes_are_the_prefixes_then_every_other_proper_subset() {
+        assert_eq!(mixes(1), Vec::<Vec<usize>>::new());
+        assert_eq!(mixes(2), vec![vec![0], vec![1]]);
+        let three = mixes(3);
+        assert_eq!(&three[..2], &[vec![0], vec![0, 1]]);
+        assert_eq!(three.len(), 6, "{three:?}");
+        assert!(three.contains(&vec![1, 2]) && three.contains(&vec![2]));
+        // Past the bound, the prefixes only.
+        assert_eq!(mixes(20).len(), 19);
+    }
 }

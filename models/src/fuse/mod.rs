@@ -31,18 +31,21 @@
 //! its transport (HTTPS for a remote repository). The verify phase gives this model the
 //! same work as every other model (apt, Nix and snapd all check what they fetched).
 //!
-//! Upgrade, timed in phases, per new version (in the order given):
-//! 1. **fetch**: copy its image into `TARGET/images`, as install does, beside the old
-//!    version's;
-//! 2. **notify**: one `replace` command: the daemon puts the new image in the old one's
-//!    place in the image order, drops the old one from the union and `ro/`, and tells the
-//!    kernel to forget every listing, entry and file that changed (see `union`); then
-//!    the old version's image is deleted (distri keeps old versions under `/ro` until
-//!    its `gc`; here that is done at once, so the image directory holds the set the view
-//!    shows). Nothing is remounted: the view is the same mount before and after.
+//! Upgrade, timed in phases:
+//! 1. **fetch** and **verify** every new version's image at once, as install does,
+//!    beside the old versions' (`distri update` runs distri's installer, which
+//!    downloads every package of the transaction concurrently);
+//! 2. per new version, in the order given, **notify**: one `replace` command: the
+//!    daemon puts the new image in the old one's place in the image order, drops the old
+//!    one from the union and `ro/`, and tells the kernel to forget every listing, entry
+//!    and file that changed (see `union`); then the old version's image is deleted
+//!    (distri keeps old versions under `/ro` until its `gc`; here that is done at once,
+//!    so the image directory holds the set the view shows). Nothing is remounted: the view is the same mount before and after.
 //!
 //! Durability `full` syncs the image directory once at the end (fetch).
-//! A failed upgrade returns its error with the union partly upgraded; teardown
+//! An image that fails its fetch or check fails the upgrade before any package is
+//! replaced (the images that did arrive stay in the image directory, as distri's
+//! downloads would); a failed replace leaves the union partly upgraded. Teardown
 //! unmounts as always.
 //!
 //! Modules: `image` reads one SquashFS image (pread fast path for uncompressed images),
@@ -208,17 +211,22 @@ impl FuseModel {
         crate::overlay::unmount_all(&points)
     }
 
-    /// Upgrades one installed package to `art`, its new version: copy, then replace
-    /// (see the module doc). What `upgrade` does per package.
-    pub fn replace(&mut self, art: &Artifact, ctx: &RunCtx, times: &mut PhaseTimes) -> Result<()> {
+    /// Upgrades one installed package to `art`, its new version, whose verified image
+    /// `upgrade` has fetched to `image`: replace (see the module doc). What `upgrade`
+    /// does per package once every new image is in.
+    pub fn replace(
+        &mut self,
+        art: &Artifact,
+        image: PathBuf,
+        ctx: &RunCtx,
+        times: &mut PhaseTimes,
+    ) -> Result<()> {
         if self.daemon.is_none() {
             bail!("fuse: no daemon running: install first");
         }
         let Some((old_image, old_name)) = self.images.get(&art.package).cloned() else {
             bail!("fuse: cannot upgrade {}: it is not installed", art.package);
         };
-        let images = ctx.target.join("images");
-        let image = fetch_verified_image(art, ctx, &images, DISTRI_SYNC, times)?;
         let name = image_name(&image)?;
         let backing = self.mount_backing(&art.package, &image, ctx, times)?;
         let Some(daemon) = &mut self.daemon else {
@@ -336,7 +344,9 @@ impl Model for FuseModel {
         Ok(times)
     }
 
-    /// Per new version: fetch, then notify (`replace`); see the module doc.
+    /// Every new version fetched at once, as at install (`distri update` is distri's
+    /// installer run on the new versions), then per package notify (`replace`); see the
+    /// module doc.
     fn upgrade(
         &mut self,
         installed: &[Artifact],
@@ -348,7 +358,11 @@ impl Model for FuseModel {
             if !installed.iter().any(|a| a.package == art.package) {
                 bail!("fuse: {} is not in the installed set", art.package);
             }
-            self.replace(art, ctx, &mut times)
+        }
+        let images = ctx.target.join("images");
+        let fetched = fetch_verified_images(to, ctx, &images, DISTRI_SYNC, &mut times)?;
+        for (art, image) in to.iter().zip(fetched) {
+            self.replace(art, image, ctx, &mut times)
                 .with_context(|| format!("upgrading {} to {}", art.package, art.version))?;
         }
         if DISTRI_SYNC.syncs(ctx.durability) {
@@ -359,10 +373,11 @@ impl Model for FuseModel {
 
     /// distri after a kill: its daemon started again on the image directory serves each
     /// package's newest image there (distri's exchange directories pick the newest
-    /// version of a package). The upgrade replaces one package at a time and deletes
-    /// the old image after the new one is served, so what is left is the first packages
-    /// of the release in their new version and the rest old, each image whole; an old
-    /// image the kill left beside its new one is deleted, as the upgrade would have.
+    /// version of a package). The upgrade fetches every new image at once and then
+    /// replaces one package at a time, deleting the old image after the new one is
+    /// served, so what is left is the packages whose new image had arrived in their new
+    /// version and the rest old, each image whole; an old image the kill left beside its
+    /// new one is deleted, as the upgrade would have.
     fn recover_upgrade(
         &mut self,
         installed: &[Artifact],

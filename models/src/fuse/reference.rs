@@ -16,7 +16,7 @@
 //! Upgrade: as the `overlay` model's, with squashfuse layers (see `upgrade`).
 
 use crate::formats::squashfs::ImageOptions;
-use crate::mirror_files::{fetch_verified_image, fetch_verified_images, sync_dir, NativeSync};
+use crate::mirror_files::{fetch_verified_images, sync_dir, NativeSync};
 use crate::overlay::stack::{mount_overlay, MountApi, MAX_LOWER_LAYERS};
 use crate::overlay::OverlayModel;
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
@@ -138,8 +138,9 @@ impl Model for SquashfuseModel {
         Ok(times)
     }
 
-    /// As the `overlay` model upgrades, with squashfuse mounts for layers: per new
-    /// version **fetch** and **squashfuse** (a new `squashfuse_ll` at `layers/N.G`), a new
+    /// As the `overlay` model upgrades, with squashfuse mounts for layers: **fetch** of
+    /// every new image at once, per new version **squashfuse** (a new `squashfuse_ll` at
+    /// `layers/N.G`), a new
     /// overlay at `view-G` over the new layer list (**overlay**: the switch), then
     /// **release**: the old view and the replaced layers unmounted (their daemons exit
     /// with their mounts). A failure leaves the old view in place; teardown unmounts all.
@@ -162,12 +163,18 @@ impl Model for SquashfuseModel {
         let mut layers = state.layers.clone();
         let mut images_now = state.images.clone();
         let mut replaced = Vec::with_capacity(to.len());
-        for art in to {
-            let i = installed
-                .iter()
-                .position(|a| a.package == art.package)
-                .with_context(|| format!("ref-squashfuse: {} is not installed", art.package))?;
-            let image = fetch_verified_image(art, ctx, &images, NativeSync::Synced, &mut times)?;
+        let places = to
+            .iter()
+            .map(|art| {
+                installed
+                    .iter()
+                    .position(|a| a.package == art.package)
+                    .with_context(|| format!("ref-squashfuse: {} is not installed", art.package))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        // Every new image at once, as `overlay` and `fuse` fetch theirs.
+        let fetched = fetch_verified_images(to, ctx, &images, NativeSync::Synced, &mut times)?;
+        for (i, image) in places.into_iter().zip(fetched) {
             let layer = ctx.target.join("layers").join(format!("{i}.{g}"));
             times.time("squashfuse", || start_squashfuse(&image, &layer, state))?;
             images_now[i] = image;

@@ -26,8 +26,8 @@
 //! skips the syncs; `full` also syncs the directory after every rename.
 //!
 //! Upgrade, as snapd refreshes a snap but for one union: the new versions' images are
-//! fetched (as above) and each loop-mounted at `TARGET/layers/N.G` (loop, squashfs), N
-//! the package's place in the install order and G the upgrade's number; then
+//! fetched all at once (as above) and each loop-mounted at `TARGET/layers/N.G` (loop,
+//! squashfs), N the package's place in the install order and G the upgrade's number; then
 //! (**overlay**) a new OverlayFS over the full new layer list, the installed order with
 //! each upgraded package's layer in place of its old one, grouped as install groups
 //! it, is mounted at `TARGET/view-G` (its groups at `TARGET/groups-G/N`). That mount is
@@ -51,9 +51,7 @@ pub mod loopdev;
 pub mod stack;
 
 use crate::formats::squashfs::{build_image, ImageOptions};
-use crate::mirror_files::{
-    artifact_for, fetch_verified_image, fetch_verified_images, sync_dir, NativeSync,
-};
+use crate::mirror_files::{artifact_for, fetch_verified_images, image_path, sync_dir, NativeSync};
 use crate::{Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -471,13 +469,13 @@ impl Model for OverlayModel {
         let direct_io = self.direct_io;
         let outcome = (|| -> Result<(Vec<Layer>, MountApi)> {
             let images = ctx.target.join("images");
-            let mut fetched = Vec::with_capacity(to.len());
+            // Every new image at once, as install fetches (snapd downloads the snaps of
+            // one refresh concurrently). Listed first, so that a rollback after a failure
+            // midway removes those that arrived.
             for art in to {
-                let image =
-                    fetch_verified_image(art, ctx, &images, NativeSync::Synced, &mut times)?;
-                new.images.push(image.clone());
-                fetched.push(image);
+                new.images.push(image_path(art, &images)?);
             }
+            let fetched = fetch_verified_images(to, ctx, &images, NativeSync::Synced, &mut times)?;
             if ctx.durability != Durability::None {
                 times.time("fetch", || sync_dir(&images))?;
             }

@@ -131,19 +131,25 @@ fn replace_package(
     Ok(after)
 }
 
-/// The view after an upgrade that got through only the first `count` new versions of
-/// `release` (in its order), each whole, the others still old: what a package manager
-/// that upgrades one package at a time (dpkg, distri) leaves when it stops between two.
-/// `count` 0 is the corpus's digest, `release.packages.len()` the release's.
-pub fn digest_after(corpus: &Corpus, release: &PointRelease, count: usize) -> Result<TreeDigest> {
-    if count > release.packages.len() {
-        bail!(
-            "the point release has {} packages, not {count}",
-            release.packages.len()
-        );
-    }
+/// The view after an upgrade that got through only the new versions of `release` at
+/// the places `upgraded` (indices into its packages), each whole, the others still old:
+/// what a package manager that upgrades one package at a time (dpkg, distri) leaves
+/// when it stops between two. dpkg stops after a prefix of its order; distri, whose
+/// downloads run at once, after whichever images had arrived. No places is the corpus's
+/// digest, every place the release's.
+pub fn digest_with(
+    corpus: &Corpus,
+    release: &PointRelease,
+    upgraded: &[usize],
+) -> Result<TreeDigest> {
     let mut digest = corpus.digest.clone();
-    for new in &release.packages[..count] {
+    for &i in upgraded {
+        let Some(new) = release.packages.get(i) else {
+            bail!(
+                "the point release has {} packages, no package {i}",
+                release.packages.len()
+            );
+        };
         let old = corpus
             .packages
             .iter()
