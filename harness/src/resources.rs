@@ -2,7 +2,8 @@
 //! the child processes it waited for (hooks, ldconfig), and of the service processes a
 //! model keeps running (a FUSE daemon: running children are in no rusage, so they are
 //! read from `/proc/PID`); storage I/O of all of them; peak memory of the harness and of
-//! the services; and the disk footprint of a model's state.
+//! the services; the read requests of the block device under the target; and the disk
+//! footprint of a model's state.
 
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -156,6 +157,37 @@ pub fn peak_rss_bytes(pid: &str) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// The block device a directory's filesystem is on, for its request counters: every
+/// read the device completed, whoever asked (the model, its daemon, a loop device over
+/// an image, the kernel's readahead), which `/proc/PID/io` cannot attribute to a
+/// process once a loop device's worker or a flusher did it.
+#[derive(Debug, Clone)]
+pub struct BlockDevice {
+    /// `/sys/dev/block/MAJOR:MINOR/stat` (block/stat.rst: field 1 reads completed,
+    /// field 3 sectors read, in 512-byte units whatever the device's sector size).
+    stat: std::path::PathBuf,
+}
+
+impl BlockDevice {
+    /// The device of `dir`'s filesystem, or None when it is on no block device of its
+    /// own (tmpfs; btrfs, whose files report an anonymous device).
+    pub fn of(dir: &Path) -> Option<BlockDevice> {
+        let dev = fs::metadata(dir).ok()?.dev();
+        let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+        let stat = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}/stat"));
+        stat.is_file().then_some(BlockDevice { stat })
+    }
+
+    /// (read requests completed, bytes read) so far; None if the counters are unreadable.
+    pub fn reads(&self) -> Option<(u64, u64)> {
+        let text = fs::read_to_string(&self.stat).ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        let requests = fields.next()??;
+        let sectors = fields.nth(1)??;
+        Some((requests, sectors * 512))
+    }
+}
+
 /// Bytes allocated on disk below `dir`, counting each inode once and staying on the
 /// filesystem of `dir` (so a mounted view is not counted as the model's state twice).
 pub fn disk_usage(dir: &Path) -> Result<u64> {
@@ -186,6 +218,22 @@ pub fn disk_usage(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_reads_are_fields_one_and_three_of_sysfs_stat() {
+        let dir = tempfile::tempdir().unwrap();
+        let stat = dir.path().join("stat");
+        // block/stat.rst's layout: reads, merges, sectors, ticks, then the writes.
+        fs::write(
+            &stat,
+            "    1207      31    92344     380     5 0 40 1 0 390 381\n",
+        )
+        .unwrap();
+        let device = BlockDevice { stat };
+        assert_eq!(device.reads(), Some((1207, 92344 * 512)));
+        // /proc is on no block device.
+        assert!(BlockDevice::of(Path::new("/proc")).is_none());
+    }
 
     #[test]
     fn counters_see_cpu_spent_in_a_child_process() {

@@ -6,7 +6,7 @@
 
 use crate::caches::CacheControl;
 use crate::conformance::{check_view, view_spec};
-use crate::resources::{disk_usage, peak_rss_bytes, reset_peak_rss, Counters};
+use crate::resources::{disk_usage, peak_rss_bytes, reset_peak_rss, BlockDevice, Counters};
 use crate::results::{ModelResult, Status, WorkloadResult};
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
@@ -429,7 +429,7 @@ fn one_iteration(
     }
     progress("install");
     let rx_before = received(setup.link)?;
-    let sample = SampleClock::start(&model.service_pids());
+    let sample = SampleClock::start(&model.service_pids(), target);
     let phases = model.install(setup.artifacts, &ctx).context("install")?;
     let metrics = measured.entry(Workload::Install).or_default();
     sample.stop(metrics, &model.service_pids());
@@ -478,7 +478,7 @@ fn one_iteration(
         events.push(Event::DropCaches);
         progress(workload.name());
         let services = model.service_pids();
-        let sample = SampleClock::start(&services);
+        let sample = SampleClock::start(&services, target);
         let counts = match workload {
             Workload::ColdRead => cold_read(&view.root, reads.cold_files),
             _ => many_file(&spec, &links, reads.misses),
@@ -501,7 +501,7 @@ fn one_iteration(
         progress(Workload::WarmRead.name());
         cold_read(&view.root, reads.cold_files).context("warm-read (warming pass)")?;
         let services = model.service_pids();
-        let sample = SampleClock::start(&services);
+        let sample = SampleClock::start(&services, target);
         let counts = cold_read(&view.root, reads.cold_files).context("warm-read")?;
         let m = measured.entry(Workload::WarmRead).or_default();
         sample.stop(m, &services);
@@ -528,7 +528,7 @@ fn one_iteration(
             ..ctx.clone()
         };
         let rx_before = received(setup.link)?;
-        let sample = SampleClock::start(&model.service_pids());
+        let sample = SampleClock::start(&model.service_pids(), target);
         match model.upgrade(setup.artifacts, upgrade.to, &ctx) {
             Ok(phases) => {
                 let m = measured.entry(Workload::Upgrade).or_default();
@@ -597,7 +597,7 @@ fn exec_sample(
     progress("exec");
     let mut m = BTreeMap::new();
     let services = model.service_pids();
-    let sample = SampleClock::start(&services);
+    let sample = SampleClock::start(&services, setup.target);
     exec_in_chroot(&root.path, cmd)?;
     sample.stop(&mut m, &services);
     events.push(Event::Sample(Workload::Exec));
@@ -639,17 +639,22 @@ pub fn sync_filesystem_of(dir: &Path) -> Result<std::time::Duration> {
 struct SampleClock {
     start: Instant,
     counters: Counters,
+    /// The target's block device and its read counters at the start.
+    device: Option<(BlockDevice, (u64, u64))>,
 }
 
 impl SampleClock {
-    /// Starts a sample; `services` are the model's service processes running now.
-    fn start(services: &[u32]) -> Self {
+    /// Starts a sample; `services` are the model's service processes running now,
+    /// `target` the model's target directory, whose block device's reads are counted.
+    fn start(services: &[u32], target: &Path) -> Self {
         reset_peak_rss("self");
         for pid in services {
             reset_peak_rss(&pid.to_string());
         }
+        let device = BlockDevice::of(target).and_then(|d| d.reads().map(|r| (d, r)));
         SampleClock {
             counters: Counters::now(services),
+            device,
             start: Instant::now(),
         }
     }
@@ -661,6 +666,14 @@ impl SampleClock {
         let wall = self.start.elapsed();
         let after = Counters::now(services);
         metrics.insert("wall_ns".into(), wall.as_nanos() as f64);
+        if let Some((device, (requests, bytes))) = &self.device {
+            if let Some((requests_now, bytes_now)) = device.reads() {
+                let requests = requests_now.saturating_sub(*requests);
+                metrics.insert("device_read_requests".into(), requests as f64);
+                let bytes = bytes_now.saturating_sub(*bytes);
+                metrics.insert("device_read_bytes".into(), bytes as f64);
+            }
+        }
         for (k, v) in self.counters.metrics_until(&after) {
             metrics.insert(k.into(), v);
         }
