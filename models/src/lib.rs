@@ -22,6 +22,7 @@ pub mod nar;
 pub mod needs;
 pub mod order;
 pub mod overlay;
+pub mod parallel;
 pub mod phases;
 pub mod refs;
 pub mod remote;

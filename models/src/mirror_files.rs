@@ -116,35 +116,20 @@ pub fn fetch_verified_images(
     sync: NativeSync,
     times: &mut PhaseTimes,
 ) -> Result<Vec<PathBuf>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Mutex;
     let start = std::time::Instant::now();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<PathBuf>>>> =
-        set.iter().map(|_| Mutex::new(None)).collect();
-    let spent = Mutex::new(PhaseTimes::default());
-    let threads = set.len().clamp(1, MAX_PARALLEL_FETCHES);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut mine = PhaseTimes::default();
-                while !failed.load(Ordering::SeqCst) {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(art) = set.get(i) else { break };
-                    let outcome = fetch_verified_image(art, ctx, images, sync, &mut mine);
-                    failed.fetch_or(outcome.is_err(), Ordering::SeqCst);
-                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-                }
-                let mut all = spent.lock().unwrap_or_else(|p| p.into_inner());
-                for (phase, d) in mine.phases {
-                    all.add(&phase, d);
-                }
-            });
-        }
-    });
+    // Each image with the time its thread spent in each phase.
+    let fetched = crate::parallel::in_parallel(set, MAX_PARALLEL_FETCHES, |art| {
+        let mut spent = PhaseTimes::default();
+        let image = fetch_verified_image(art, ctx, images, sync, &mut spent)?;
+        Ok((image, spent))
+    })?;
     let wall = start.elapsed();
-    let spent = spent.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut spent = PhaseTimes::default();
+    for (_, mine) in &fetched {
+        for (phase, d) in &mine.phases {
+            spent.add(phase, *d);
+        }
+    }
     let total: f64 = spent.phases.iter().map(|(_, d)| d.as_secs_f64()).sum();
     for (phase, d) in &spent.phases {
         let share = if total > 0.0 {
@@ -154,17 +139,7 @@ pub fn fetch_verified_images(
         };
         times.add(phase, wall.mul_f64(share));
     }
-    // In set order: the first error wins; a slot never started (`None`) follows one.
-    let mut fetched = Vec::with_capacity(set.len());
-    for slot in results {
-        if let Some(outcome) = slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            fetched.push(outcome?);
-        }
-    }
-    if fetched.len() != set.len() {
-        bail!("fetching the images stopped before all were in place");
-    }
-    Ok(fetched)
+    Ok(fetched.into_iter().map(|(image, _)| image).collect())
 }
 
 /// Checks a fetched file against the mirror index's sha256 and size of it, as apt checks

@@ -58,6 +58,7 @@ pub mod manifest;
 
 use crate::mirror_files::artifact_for;
 use crate::overlay::unmount_all;
+use crate::parallel::in_parallel;
 use crate::{upgraded_set, Artifact, Durability, Model, PackageTree, PhaseTimes, RunCtx, View};
 use anyhow::{bail, Context, Result};
 use composefs::fsverity::{Algorithm, FsVerityHashValue, Sha256HashValue};
@@ -215,7 +216,7 @@ fn fetch_manifests(
     times: &mut PhaseTimes,
 ) -> Result<Vec<Manifest>> {
     let fetched = times.time("fetch", || {
-        in_parallel(set, |art| -> Result<Vec<u8>> {
+        in_parallel(set, PARALLEL_FETCHES, |art| -> Result<Vec<u8>> {
             let rel = art
                 .files
                 .first()
@@ -258,40 +259,6 @@ fn fetch_manifests(
     })
 }
 
-/// Runs `f` on every item, [`PARALLEL_FETCHES`] at a time; the results in item order,
-/// or the first error (in item order). After an error the rest stop before their next.
-fn in_parallel<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<R>>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..items.len().clamp(1, PARALLEL_FETCHES) {
-            scope.spawn(|| {
-                while !failed.load(Ordering::SeqCst) {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { break };
-                    let outcome = f(item);
-                    failed.fetch_or(outcome.is_err(), Ordering::SeqCst);
-                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
-                }
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for slot in results {
-        match slot.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(outcome) => out.push(outcome?),
-            None => bail!("stopped after an earlier error"),
-        }
-    }
-    Ok(out)
-}
-
 /// An object the set needs: its digest, and the first file (package, path) naming it.
 struct Needed {
     id: Sha256HashValue,
@@ -332,7 +299,7 @@ fn objects_needed(manifests: &[&Manifest], store_dir: &Path) -> Result<(Vec<Need
 
 /// Fetches every needed object into the store, checking each one's digest.
 fn fetch_objects(needed: &[Needed], store: &Store, store_dir: &Path, ctx: &RunCtx) -> Result<()> {
-    in_parallel(needed, |n| -> Result<()> {
+    in_parallel(needed, PARALLEL_FETCHES, |n| -> Result<()> {
         let rel = manifest::object_path(&n.id);
         let what = || {
             format!(
