@@ -4,7 +4,8 @@
 //! process's block cache. So `overlay` and `ref-squashfuse` mount their view again in
 //! `reset_caches`, and these tests measure that it matters: the storage bytes a
 //! many-file walk reads after only `drop_caches` are fewer than after a fresh mount,
-//! and after the reset they are those of a fresh mount again. Needs root.
+//! and after the reset they are those of a fresh mount again. Also: the block device's
+//! read counters every sample records see a cold read and not a warm one. Needs root.
 
 use harness::caches::{CacheControl, KernelCaches};
 use harness::conformance::many_file_of;
@@ -109,4 +110,43 @@ fn root_ref_squashfuse_reset_empties_the_caches_drop_caches_keeps() {
         let work = tempfile::tempdir().unwrap();
         remount_matters(&mut SquashfuseModel::new(), work.path());
     });
+}
+
+/// The block device's counters (`device_read_requests`, `device_read_bytes`) see a cold
+/// read of a file and not a warm one: a 16 MiB file read after a cache drop costs the
+/// device at least its size and some requests; read again at once, nothing like it.
+#[test]
+fn root_the_device_counters_see_a_cold_read_and_not_a_warm_one() {
+    let test = "root_the_device_counters_see_a_cold_read_and_not_a_warm_one";
+    if !require_root(test) {
+        return;
+    }
+    let work = tempfile::tempdir_in("/var/tmp").unwrap();
+    let Some(device) = harness::resources::BlockDevice::of(work.path()) else {
+        panic!("{test}: /var/tmp is on no block device of its own; this test needs one");
+    };
+    let file = work.path().join("data");
+    let size: u64 = 16 << 20;
+    let bytes: Vec<u8> = (0..size).map(|i| ((i * 2654435761) >> 13) as u8).collect();
+    fs::write(&file, &bytes).unwrap();
+    fs::File::open(&file).unwrap().sync_all().unwrap();
+    let read_once = || {
+        let (requests, read) = device.reads().unwrap();
+        assert_eq!(fs::read(&file).unwrap().len() as u64, size);
+        let (requests_after, read_after) = device.reads().unwrap();
+        (requests_after - requests, read_after - read)
+    };
+    KernelCaches.drop_caches().unwrap();
+    let (cold_requests, cold_bytes) = read_once();
+    assert!(
+        cold_bytes >= size,
+        "a cold read of {size} bytes read {cold_bytes} from the device"
+    );
+    assert!(cold_requests >= 1);
+    let (_, warm_bytes) = read_once();
+    // The machine may read something else meanwhile, but not the file again.
+    assert!(
+        warm_bytes < size / 2,
+        "a warm read read {warm_bytes} bytes from the device"
+    );
 }
