@@ -8,7 +8,9 @@
 //! mount namespace.
 
 use models::composefs::ComposefsModel;
-use models::conformance::testing::{in_private_mount_namespace, require_root, PackageBuilder};
+use models::conformance::testing::{
+    in_private_mount_namespace, mounts_under, require_root, PackageBuilder,
+};
 use models::{Artifact, Durability, Model, RunCtx};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,16 +23,6 @@ fn ctx(work: &Path) -> RunCtx {
         jobs: 1,
         http: None,
     }
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Regular files in the store's objects directory.

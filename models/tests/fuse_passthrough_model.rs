@@ -5,7 +5,7 @@
 //! The conformance suite runs it too (`conformance.rs`). Needs root and a kernel with
 //! FUSE passthrough; every mounting part runs in a private mount namespace.
 
-use models::conformance::testing::{in_private_mount_namespace, require_root};
+use models::conformance::testing::{in_private_mount_namespace, mounts_under, require_root};
 use models::fuse::FuseOptions;
 use models::fuse_passthrough::FusePassthroughModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
@@ -23,16 +23,6 @@ fn ctx(work: &Path, mirror: PathBuf) -> RunCtx {
         jobs: 1,
         http: None,
     }
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Every regular file of `trees`, relative to the view, with its source and size.

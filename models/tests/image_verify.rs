@@ -4,7 +4,9 @@
 //! named, and nothing of it is left in the image directory, mounted or served. Needs
 //! root; every test runs in a private mount namespace.
 
-use models::conformance::testing::{in_private_mount_namespace, require_root, tiny_package};
+use models::conformance::testing::{
+    in_private_mount_namespace, mounts_under, require_root, tiny_package,
+};
 use models::fuse::reference::SquashfuseModel;
 use models::overlay::OverlayModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
@@ -48,16 +50,6 @@ fn flip_a_byte(art: &Artifact, mirror: &Path) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
-        .map(str::to_string)
-        .collect()
 }
 
 /// The image directory's entries.

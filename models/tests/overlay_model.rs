@@ -6,7 +6,7 @@
 //! --mount --propagation private`), so nothing it mounts can outlive it.
 
 use models::conformance::run_conformance;
-use models::conformance::testing::{eventually, loop_backing_files, PackageBuilder};
+use models::conformance::testing::{eventually, loop_backing_files, mounts_under, PackageBuilder};
 use models::conformance::testing::{in_private_mount_namespace, require_root};
 use models::overlay::stack::MountApi;
 use models::overlay::OverlayModel;
@@ -16,16 +16,6 @@ use std::path::Path;
 use workloads::corpus;
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
-        .map(str::to_string)
-        .collect()
-}
 
 fn conformance(test: &str, legacy: bool) {
     in_private_mount_namespace(test, || {

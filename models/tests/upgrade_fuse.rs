@@ -6,7 +6,7 @@
 
 use models::conformance::run_upgrade_conformance;
 use models::conformance::testing::{
-    in_private_mount_namespace, require_root, tiny_package, upgrade_fixture,
+    in_private_mount_namespace, mounts_under, require_root, tiny_package, upgrade_fixture,
 };
 use models::fuse::FuseModel;
 use models::{Artifact, Durability, Model, PackageTree, RunCtx};
@@ -16,16 +16,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const SUBSET: &str = "debian-qemu:libc6,libgcc-s1,gcc-12-base,tar,zlib1g,libzstd1,liblzma5,libbz2-1.0,libacl1,libselinux1,libpcre2-8-0";
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_string_lossy().into_owned();
-    fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
-        .map(str::to_string)
-        .collect()
-}
 
 fn pack_all(model: &FuseModel, mirror: &Path, trees: &[PackageTree]) -> Vec<Artifact> {
     fs::create_dir_all(mirror).unwrap();

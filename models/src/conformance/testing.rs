@@ -15,6 +15,19 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// The lines of `/proc/self/mounts` whose mount point lies under `dir`: what a test
+/// left mounted there. Panics if the table cannot be read, so "nothing left" is never
+/// the answer of an unreadable file.
+pub fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mounts")
+        .expect("reading /proc/self/mounts")
+        .lines()
+        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&dir)))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Set in the environment of a test re-run inside its private mount namespace; holds
 /// the path of the marker file the inner run writes when its body finished.
 pub const IN_NAMESPACE: &str = "PKGBENCH_TEST_IN_NAMESPACE";
