@@ -81,6 +81,12 @@ fn root_every_model_fetches_over_the_link_no_faster_than_its_rate() {
                 .all(|l| l.as_str().is_some_and(|l| l.contains("tbf")))),
         "both ends shaped: {link}"
     );
+    assert!(
+        link["routes"].as_array().is_some_and(|r| r.len() == 2
+            && r.iter()
+                .all(|l| l.as_str().is_some_and(|l| l.contains("congctl cubic")))),
+        "both ends' routes set TCP cubic: {link}"
+    );
     for model in json["models"].as_array().unwrap() {
         let name = model["name"].as_str().unwrap();
         assert_eq!(model["status"], "ok", "{name}: {}", model["reason"]);

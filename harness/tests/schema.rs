@@ -26,6 +26,7 @@ fn sample_results() -> RunResults {
         rate_bits_per_s: 100_000_000,
         delay_us: None,
         qdiscs: vec!["pkgb-client: qdisc tbf 1: root".into()],
+        routes: vec!["pkgb-client: 10.203.0.1 dev pkgb-client scope link congctl cubic".into()],
         server: "nginx",
         client: "ureq",
         url: "http://10.203.0.1:8080".into(),

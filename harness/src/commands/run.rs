@@ -274,10 +274,11 @@ fn link_up(spec: LinkSpec, work_dir: &Path) -> Result<Link> {
     let link = Link::up(spec, &served, work_dir)
         .with_context(|| format!("--link {}: making the link", spec.name()))?;
     eprintln!(
-        "harness: fetching over {} ({}): {}",
+        "harness: fetching over {} ({}): {}; {}",
         spec.name(),
         link.record.url,
-        link.record.qdiscs.join("; ")
+        link.record.qdiscs.join("; "),
+        link.record.routes.join("; ")
     );
     Ok(link)
 }

@@ -2,13 +2,18 @@
 //!
 //! The harness moves itself into a network namespace of its own (`enter_own_namespace`:
 //! only loopback and the link are in it), starts the mirror server (nginx, `server`) in
-//! another, and joins
-//! them with a veth pair (`pkgb-client` on the harness's side at [`CLIENT_ADDR`],
-//! `pkgb-server` at [`SERVER_ADDR`]). Each end's egress is shaped by the kernel: `tbf`
-//! at RATE (so both directions are, requests and responses), under `netem` with DELAY
-//! when DELAY is given (each way: the round trip is twice DELAY). A kernel without
+//! another and a router (a process holding a third namespace, forwarding) between them,
+//! and joins each end to the router with a veth pair (`pkgb-client` on the harness's
+//! side at [`CLIENT_ADDR`], `pkgb-server` at [`SERVER_ADDR`]). The router's two egresses
+//! are shaped by the kernel: `tbf` at RATE (so both directions are, requests and
+//! responses), under `netem` with DELAY when DELAY is given (each way: the round trip
+//! is twice DELAY). The bottleneck is the router's, as on a real path: a queue on the
+//! sender's own device would make its TCP treat every drop as local congestion. A kernel without
 //! `sch_netem` cannot delay: a DELAY is then refused, naming the missing qdisc, rather
 //! than faked in user space.
+//!
+//! Every connection of the link uses TCP's `cubic` ([`CONGESTION_CONTROL`]), whatever
+//! the host's default is.
 //!
 //! `net_rx_bytes` of an install is what the client end received during it
 //! ([`Link::rx_bytes`]): every byte on the wire, headers included.
@@ -21,15 +26,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The harness's end of the pair.
+/// The harness's end of its pair with the router.
 pub const CLIENT_DEV: &str = "pkgb-client";
-/// The server's end, in the server's namespace.
+/// The server's end of its pair with the router, in the server's namespace.
 pub const SERVER_DEV: &str = "pkgb-server";
-/// Addresses of a /30 of their own, on nothing but the pair.
+/// The router's ends: toward the client and toward the server. Their egresses are the
+/// shaped ones.
+pub const ROUTER_CLIENT_DEV: &str = "pkgb-r-client";
+pub const ROUTER_SERVER_DEV: &str = "pkgb-r-server";
+/// Two /30s of their own, on nothing but the two pairs: the client's (client .2,
+/// router .1) and the server's (router .5, server .6).
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
-pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
+pub const ROUTER_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 5);
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 6);
 /// The server's port.
 pub const PORT: u16 = 8080;
+/// TCP congestion control at both ends: Linux's default. A new network namespace starts
+/// with the host's choice, and a host may be tuned otherwise (this project's VM defaults
+/// to BBR, which on a shallow tail-drop queue with a hundred flows keeps sending into
+/// the drops: one connection sent 52 MB to have 3.8 MB acknowledged, and the server's
+/// TCP aborted others after 12 s). A namespace other than the host's may only choose
+/// an algorithm of the host's `tcp_allowed_congestion_control` as its default, so it
+/// is set per route instead (`congctl`), on the route to the other end, which every
+/// connection of the link takes.
+pub const CONGESTION_CONTROL: &str = "cubic";
+
 /// How long the server may take until a connection to it succeeds.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -140,6 +162,9 @@ pub struct LinkRecord {
     pub delay_us: Option<u128>,
     /// Each end's qdiscs, as `tc qdisc show` printed them after they were made.
     pub qdiscs: Vec<String>,
+    /// Each end's route to the other, as `ip route show` printed it: it carries the
+    /// TCP congestion control ([`CONGESTION_CONTROL`]).
+    pub routes: Vec<String>,
     pub server: &'static str,
     pub client: &'static str,
     pub url: String,
@@ -159,6 +184,9 @@ pub fn enter_own_namespace() -> Result<()> {
 pub struct Link {
     pub spec: LinkSpec,
     server: Child,
+    /// A process that only holds the router's namespace (`sleep`), killed on drop.
+    router: Child,
+    router_pid: u32,
     /// The server's configuration and scratch files.
     _prefix: tempfile::TempDir,
     /// `/proc/PID/ns/net` of the server: where `tc` and `ip` reach its end.
@@ -195,9 +223,21 @@ impl Link {
             )
         })?;
         let server_pid = server.id();
+        let router = match spawn_router() {
+            Ok(router) => router,
+            Err(e) => {
+                let mut server = server;
+                let _ = server.kill();
+                let _ = server.wait();
+                return Err(e);
+            }
+        };
+        let router_pid = router.id();
         let mut link = Link {
             spec,
             server,
+            router,
+            router_pid,
             _prefix: prefix,
             server_pid,
             record: LinkRecord {
@@ -205,6 +245,7 @@ impl Link {
                 rate_bits_per_s: spec.rate_bits_per_s,
                 delay_us: spec.delay.map(|d| d.as_micros()),
                 qdiscs: Vec::new(),
+                routes: Vec::new(),
                 server: "nginx (Debian's nginx-light, one process, sendfile)",
                 client: "ureq (models::remote)",
                 url: format!("http://{SERVER_ADDR}:{PORT}"),
@@ -216,30 +257,91 @@ impl Link {
     }
 
     fn join_and_shape(&mut self) -> Result<()> {
-        let pid = self.server_pid.to_string();
-        let server_ns = ["--target", pid.as_str(), "--net"];
+        let (server_pid, router_pid) = (self.server_pid.to_string(), self.router_pid.to_string());
+        let server_ns = ["--target", server_pid.as_str(), "--net"];
+        let router_ns = ["--target", router_pid.as_str(), "--net"];
         ip(
             &[],
             &[
-                "link", "add", CLIENT_DEV, "type", "veth", "peer", "name", SERVER_DEV, "netns",
-                &pid,
+                "link",
+                "add",
+                CLIENT_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ROUTER_CLIENT_DEV,
+                "netns",
+                &router_pid,
             ],
         )?;
-        let (client_cidr, server_cidr) = (format!("{CLIENT_ADDR}/30"), format!("{SERVER_ADDR}/30"));
-        ip(&[], &["addr", "add", &client_cidr, "dev", CLIENT_DEV])?;
-        ip(&[], &["link", "set", CLIENT_DEV, "up"])?;
-        ip(&server_ns, &["link", "set", "lo", "up"])?;
         ip(
-            &server_ns,
-            &["addr", "add", &server_cidr, "dev", SERVER_DEV],
+            &router_ns,
+            &[
+                "link",
+                "add",
+                ROUTER_SERVER_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                SERVER_DEV,
+                "netns",
+                &server_pid,
+            ],
         )?;
-        ip(&server_ns, &["link", "set", SERVER_DEV, "up"])?;
-        for (ns, dev) in [(&[][..], CLIENT_DEV), (&server_ns[..], SERVER_DEV)] {
-            shape(ns, dev, &self.spec)?;
-            let shown = run_tool(ns, "tc", &["qdisc", "show", "dev", dev])?;
+        let cidr = |a: Ipv4Addr| format!("{a}/30");
+        let ends: [(&[&str], &str, Ipv4Addr); 4] = [
+            (&[], CLIENT_DEV, CLIENT_ADDR),
+            (&router_ns, ROUTER_CLIENT_DEV, ROUTER_CLIENT_ADDR),
+            (&router_ns, ROUTER_SERVER_DEV, ROUTER_SERVER_ADDR),
+            (&server_ns, SERVER_DEV, SERVER_ADDR),
+        ];
+        ip(&router_ns, &["link", "set", "lo", "up"])?;
+        ip(&server_ns, &["link", "set", "lo", "up"])?;
+        for (ns, dev, addr) in ends {
+            ip(ns, &["addr", "add", &cidr(addr), "dev", dev])?;
+            ip(ns, &["link", "set", dev, "up"])?;
+        }
+        // The router's two egresses are the bottleneck, as a router between a mirror and
+        // its client is; the ends' own queues stay unshaped, so the sender's TCP sees a
+        // drop in the network, not in its own qdisc (which it treats as local congestion
+        // and, retrying every 500 ms without backing off, aborted connections with
+        // ETIMEDOUT at 10 Mbit after about 11 s).
+        for dev in [ROUTER_CLIENT_DEV, ROUTER_SERVER_DEV] {
+            shape(&router_ns, dev, &self.spec)?;
+            let shown = run_tool(&router_ns, "tc", &["qdisc", "show", "dev", dev])?;
             self.record
                 .qdiscs
                 .extend(shown.lines().map(|l| format!("{dev}: {}", l.trim())));
+        }
+        // Each end reaches the other's /30 through the router, with TCP's congestion
+        // control on that route (see CONGESTION_CONTROL).
+        let routes: [(&[&str], &str, &str, Ipv4Addr); 2] = [
+            (&[], CLIENT_DEV, "10.203.0.4/30", ROUTER_CLIENT_ADDR),
+            (&server_ns, SERVER_DEV, "10.203.0.0/30", ROUTER_SERVER_ADDR),
+        ];
+        for (ns, dev, to, via) in routes {
+            let via = via.to_string();
+            ip(
+                ns,
+                &[
+                    "route",
+                    "add",
+                    to,
+                    "via",
+                    &via,
+                    "dev",
+                    dev,
+                    "congctl",
+                    CONGESTION_CONTROL,
+                ],
+            )
+            .with_context(|| format!("routing {to} via {via} with TCP {CONGESTION_CONTROL}"))?;
+            let route = run_tool(ns, "ip", &["route", "show", to])?;
+            self.record
+                .routes
+                .extend(route.lines().map(|l| format!("{dev}: {}", l.trim())));
         }
         Ok(())
     }
@@ -291,6 +393,8 @@ impl Drop for Link {
         // ends' qdiscs go with the process.
         let _ = self.server.kill();
         let _ = self.server.wait();
+        let _ = self.router.kill();
+        let _ = self.router.wait();
         // The kernel tears a dead namespace down later, in a work queue: until then the
         // pair's end stays in ours, and the next link of a `--link` list could not take
         // its name. Deleting our end (in the harness's own namespace, never the host's)
@@ -308,6 +412,45 @@ impl Drop for Link {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The router: a process in a network namespace of its own that forwards (`sleep`, with
+/// PR_SET_PDEATHSIG so it dies with the harness, and its namespace and both pairs'
+/// router ends with it).
+fn spawn_router() -> Result<Child> {
+    let forward = std::ffi::CString::new("/proc/sys/net/ipv4/ip_forward")?;
+    let mut command = Command::new("sleep");
+    command
+        .arg("infinity")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec (prctl, unshare, open,
+    // write, close), on memory allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::unshare(libc::CLONE_NEWNET) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // /proc/sys/net is the namespace of whoever opens it: the router's own.
+            let fd = libc::open(forward.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let written = libc::write(fd, b"1".as_ptr().cast(), 1);
+            let error = std::io::Error::last_os_error();
+            libc::close(fd);
+            if written != 1 {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .context("starting the link's router (a sleep in a network namespace of its own)")
 }
 
 /// `tbf` at the rate on `dev`'s egress, under `netem` with the delay when there is one.

@@ -15,7 +15,10 @@ pub fn config(root: &Path, port: u16, prefix: &Path) -> String {
     let (root, prefix) = (root.display(), prefix.display());
     // One process with epoll and sendfile serves far past the fastest link the harness
     // shapes; keep-alive long and unbounded in requests, as a mirror's is, so apt's and
-    // Nix's connection reuse is not cut short by the server.
+    // Nix's connection reuse is not cut short by the server. A response may stall as
+    // long as the client waits for it (300 s, `models::remote`): with a hundred images
+    // in flight at 10 Mbit, TCP's backoff starves some connections for over a minute,
+    // and nginx's default `send_timeout` of 60 s then cut them off mid-response.
     format!(
         "daemon off;
 master_process off;
@@ -29,6 +32,7 @@ http {{
     tcp_nopush on;
     keepalive_timeout 300s;
     keepalive_requests 1000000;
+    send_timeout 300s;
     types {{ }}
     default_type application/octet-stream;
     client_body_temp_path {prefix}/body;
@@ -68,6 +72,7 @@ mod tests {
         assert!(text.contains("root /w/mirrors;"));
         assert!(text.contains("listen 8080 reuseport;"));
         assert!(text.contains("autoindex off;"));
+        assert!(text.contains("send_timeout 300s;"));
         assert!(text.contains("daemon off;") && text.contains("master_process off;"));
         for line in text
             .lines()
