@@ -8,9 +8,9 @@
 //! are shaped by the kernel: `tbf` at RATE (so both directions are, requests and
 //! responses), under `netem` with DELAY when DELAY is given (each way: the round trip
 //! is twice DELAY). The bottleneck is the router's, as on a real path: a queue on the
-//! sender's own device would make its TCP treat every drop as local congestion. A kernel without
-//! `sch_netem` cannot delay: a DELAY is then refused, naming the missing qdisc, rather
-//! than faked in user space.
+//! sender's own device would make its TCP treat every drop as local congestion. A
+//! kernel without `sch_netem` cannot delay: a DELAY is then refused, naming the missing
+//! qdisc, rather than faked in user space.
 //!
 //! Every connection of the link uses TCP's `cubic` ([`CONGESTION_CONTROL`]), whatever
 //! the host's default is.
@@ -40,6 +40,9 @@ pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 2);
 pub const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 1);
 pub const ROUTER_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 5);
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 203, 0, 6);
+/// The two /30s, as routes name them.
+const CLIENT_NET: &str = "10.203.0.0/30";
+const SERVER_NET: &str = "10.203.0.4/30";
 /// The server's port.
 pub const PORT: u16 = 8080;
 /// TCP congestion control at both ends: Linux's default. A new network namespace starts
@@ -318,8 +321,8 @@ impl Link {
         // Each end reaches the other's /30 through the router, with TCP's congestion
         // control on that route (see CONGESTION_CONTROL).
         let routes: [(&[&str], &str, &str, Ipv4Addr); 2] = [
-            (&[], CLIENT_DEV, "10.203.0.4/30", ROUTER_CLIENT_ADDR),
-            (&server_ns, SERVER_DEV, "10.203.0.0/30", ROUTER_SERVER_ADDR),
+            (&[], CLIENT_DEV, SERVER_NET, ROUTER_CLIENT_ADDR),
+            (&server_ns, SERVER_DEV, CLIENT_NET, ROUTER_SERVER_ADDR),
         ];
         for (ns, dev, to, via) in routes {
             let via = via.to_string();
@@ -546,6 +549,19 @@ pub fn served_root(work_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_net_holds_its_two_addresses() {
+        let holds = |net: &str, a: Ipv4Addr| {
+            let (base, len) = net.split_once('/').unwrap();
+            let (base, len): (Ipv4Addr, u32) = (base.parse().unwrap(), len.parse().unwrap());
+            let mask = u32::MAX << (32 - len);
+            u32::from(a) & mask == u32::from(base)
+        };
+        assert!(holds(CLIENT_NET, CLIENT_ADDR) && holds(CLIENT_NET, ROUTER_CLIENT_ADDR));
+        assert!(holds(SERVER_NET, SERVER_ADDR) && holds(SERVER_NET, ROUTER_SERVER_ADDR));
+        assert!(!holds(CLIENT_NET, SERVER_ADDR) && !holds(SERVER_NET, CLIENT_ADDR));
+    }
 
     #[test]
     fn parses_rates_and_delays() {
